@@ -1,0 +1,52 @@
+//! # mars-proto — the Sans-IO core of MARS
+//!
+//! MARS (Mesh Agent Routing Standard) is a Kademlia DHT over QUIC on which
+//! agents publish signed *capability descriptors* and discover each other by
+//! hierarchical routing key. This crate holds the protocol itself and nothing
+//! else: no sockets, no async runtime, no clock reads, no global randomness.
+//! Time is always an argument ([`Timestamp`]); bytes in, values out.
+//!
+//! What is here:
+//! - [`Hash`], [`NodeId`], [`Identity`], [`Keypair`] and DIDs ([`Identity::did`],
+//!   [`Identity::from_did`]).
+//! - [`Descriptor`], its [`DescriptorBuilder`], and [`ValidDescriptor`] — the
+//!   only form a descriptor may take once it is trusted.
+//! - [`schema`]: well-known schema hashes, routing keys and typed payloads.
+//! - [`wire`]: the 24-byte frame header, the eight messages and a strict CBOR
+//!   codec that refuses anything the spec forbids with a typed error.
+//!
+//! ```
+//! use mars_proto::{DescriptorBuilder, Keypair, Timestamp, schema};
+//!
+//! let key = Keypair::from_secret_bytes(&[7; 32]);
+//! let now = Timestamp::from_secs(1_700_000_000);
+//! let descriptor = DescriptorBuilder::new(schema::CORE_CAPABILITY.hash(), now)
+//!     .topic("my-agent")
+//!     .payload(b"hello".to_vec())
+//!     .routing_keys(schema::hierarchical_keys("compute/inference"))
+//!     .sign(&key)
+//!     .unwrap();
+//! let valid = descriptor.validate(now).unwrap();
+//! assert_eq!(valid.publisher(), &key.identity());
+//! ```
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod descriptor;
+mod did;
+mod hash;
+mod identity;
+mod node_id;
+pub mod schema;
+mod time;
+pub mod wire;
+
+pub use descriptor::{
+    Descriptor, DescriptorBuilder, ValidDescriptor, ValidationError, limits as descriptor_limits,
+    validate_batch,
+};
+pub use did::DidError;
+pub use hash::{Hash, HashAlgorithm};
+pub use identity::{Identity, Keypair, Signature};
+pub use node_id::NodeId;
+pub use time::Timestamp;

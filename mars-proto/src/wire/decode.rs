@@ -1,0 +1,550 @@
+//! Strict decoding of message bodies into typed messages.
+//!
+//! Every map is definite, free of duplicate keys, and may carry unknown keys
+//! (skipped, for forward compatibility). Byte fields are accepted as byte
+//! strings or as arrays of small integers. Lists are bounded by
+//! [`DecodeLimits`] before anything is allocated for them.
+
+use std::borrow::Cow;
+
+use super::cbor::{
+    ByteField, CborError, FixedField, Item, KeySet, MapKey, Reader, unexpected,
+};
+use super::error::{DecodeError, Field};
+use super::frame::MessageType;
+use super::limits::{DecodeLimits, MAX_ADDRESS_LEN, MAX_PROTOCOL_LEN, MAX_REASON_LEN};
+use super::message::*;
+use crate::descriptor::Descriptor;
+use crate::hash::{Hash, HashAlgorithm, MAX_DIGEST_LEN};
+use crate::identity::{Identity, Signature};
+use crate::time::Timestamp;
+
+type Result<T> = std::result::Result<T, DecodeError>;
+
+const DEPTH_LIMIT: u32 = 16;
+
+pub(crate) fn message_body(t: MessageType, body: &[u8], limits: &DecodeLimits) -> Result<Message> {
+    let mut r = Reader::new(body);
+    let m = match t {
+        MessageType::Ping => {
+            let (mut sender, mut addr) = (None, None);
+            map(&mut r, "ping", &["sender", "sender_addr"], 0, |r, i| {
+                match i {
+                    0 => sender = Some(identity(r, "ping.sender", 1)?),
+                    _ => addr = Some(node_addr(r, "ping.sender_addr", 1)?),
+                }
+                Ok(())
+            })?;
+            Message::Ping(Ping {
+                sender: req(sender, "ping", "sender")?,
+                sender_addr: req(addr, "ping", "sender_addr")?,
+            })
+        }
+        MessageType::Pong => {
+            let (mut sender, mut addr, mut observed) = (None, None, None);
+            map(
+                &mut r,
+                "pong",
+                &["sender", "sender_addr", "observed_addr"],
+                0,
+                |r, i| {
+                    match i {
+                        0 => sender = Some(identity(r, "pong.sender", 1)?),
+                        1 => addr = Some(node_addr(r, "pong.sender_addr", 1)?),
+                        _ => observed = Some(node_addr(r, "pong.observed_addr", 1)?),
+                    }
+                    Ok(())
+                },
+            )?;
+            Message::Pong(Pong {
+                sender: req(sender, "pong", "sender")?,
+                sender_addr: req(addr, "pong", "sender_addr")?,
+                observed_addr: req(observed, "pong", "observed_addr")?,
+            })
+        }
+        MessageType::Store => {
+            let (mut sender, mut addr, mut desc) = (None, None, None);
+            map(
+                &mut r,
+                "store",
+                &["sender", "sender_addr", "descriptor"],
+                0,
+                |r, i| {
+                    match i {
+                        0 => sender = Some(identity(r, "store.sender", 1)?),
+                        1 => addr = Some(node_addr(r, "store.sender_addr", 1)?),
+                        _ => desc = Some(descriptor(r, "store.descriptor", limits, 1)?),
+                    }
+                    Ok(())
+                },
+            )?;
+            Message::Store(Store {
+                sender: req(sender, "store", "sender")?,
+                sender_addr: req(addr, "store", "sender_addr")?,
+                descriptor: req(desc, "store", "descriptor")?,
+            })
+        }
+        MessageType::StoreAck => {
+            let (mut stored, mut reason) = (None, None);
+            map(&mut r, "store_ack", &["stored", "reason"], 0, |r, i| {
+                match i {
+                    0 => {
+                        stored = Some(r.expect_bool().map_err(cbor("store_ack", "stored"))?)
+                    }
+                    _ => {
+                        reason =
+                            Some(text(r, "store_ack", "reason", MAX_REASON_LEN)?.to_owned())
+                    }
+                }
+                Ok(())
+            })?;
+            Message::StoreAck(StoreAck {
+                stored: req(stored, "store_ack", "stored")?,
+                reason,
+            })
+        }
+        MessageType::FindNode => {
+            let (mut sender, mut addr, mut target) = (None, None, None);
+            map(
+                &mut r,
+                "find_node",
+                &["sender", "sender_addr", "target"],
+                0,
+                |r, i| {
+                    match i {
+                        0 => sender = Some(identity(r, "find_node.sender", 1)?),
+                        1 => addr = Some(node_addr(r, "find_node.sender_addr", 1)?),
+                        _ => target = Some(hash(r, "find_node.target", 1)?),
+                    }
+                    Ok(())
+                },
+            )?;
+            Message::FindNode(FindNode {
+                sender: req(sender, "find_node", "sender")?,
+                sender_addr: req(addr, "find_node", "sender_addr")?,
+                target: req(target, "find_node", "target")?,
+            })
+        }
+        MessageType::FindNodeResult => {
+            let mut nodes = None;
+            map(&mut r, "find_node_result", &["nodes"], 0, |r, _| {
+                nodes = Some(node_list(r, "find_node_result", limits, 1)?);
+                Ok(())
+            })?;
+            Message::FindNodeResult(FindNodeResult {
+                nodes: req(nodes, "find_node_result", "nodes")?,
+            })
+        }
+        MessageType::FindValue => {
+            let (mut sender, mut addr, mut key, mut max, mut filters) =
+                (None, None, None, None, None);
+            map(
+                &mut r,
+                "find_value",
+                &["sender", "sender_addr", "key", "max_results", "filters"],
+                0,
+                |r, i| {
+                    match i {
+                        0 => sender = Some(identity(r, "find_value.sender", 1)?),
+                        1 => addr = Some(node_addr(r, "find_value.sender_addr", 1)?),
+                        2 => key = Some(hash(r, "find_value.key", 1)?),
+                        3 => {
+                            max = Some(
+                                uint(r, "find_value", "max_results", u16::MAX as u64)? as u16,
+                            )
+                        }
+                        _ => filters = Some(filter_set(r, 1)?),
+                    }
+                    Ok(())
+                },
+            )?;
+            Message::FindValue(FindValue {
+                sender: req(sender, "find_value", "sender")?,
+                sender_addr: req(addr, "find_value", "sender_addr")?,
+                key: req(key, "find_value", "key")?,
+                max_results: req(max, "find_value", "max_results")?,
+                filters,
+            })
+        }
+        MessageType::FindValueResult => {
+            let (mut descs, mut nodes) = (None, None);
+            map(
+                &mut r,
+                "find_value_result",
+                &["descriptors", "nodes"],
+                0,
+                |r, i| {
+                    match i {
+                        0 => descs = Some(descriptor_list(r, limits, 1)?),
+                        _ => nodes = Some(node_list(r, "find_value_result", limits, 1)?),
+                    }
+                    Ok(())
+                },
+            )?;
+            Message::FindValueResult(match (descs, nodes) {
+                (Some(d), None) => FindValueResult::Descriptors(d),
+                (None, Some(n)) => FindValueResult::Nodes(n),
+                (Some(_), Some(_)) => return Err(DecodeError::BothDescriptorsAndNodes),
+                (None, None) => return Err(DecodeError::NeitherDescriptorsNorNodes),
+            })
+        }
+    };
+    if r.remaining() > 0 {
+        return Err(DecodeError::TrailingBytes {
+            extra: r.remaining(),
+        });
+    }
+    Ok(m)
+}
+
+/// Decodes one descriptor from a CBOR map in its wire form (as inside a
+/// STORE), refusing trailing bytes. The result is *not* validated.
+pub fn descriptor_from_cbor(bytes: &[u8], limits: &DecodeLimits) -> Result<Descriptor> {
+    if bytes.len() > limits.max_body_len {
+        return Err(DecodeError::BodyTooLarge {
+            declared: bytes.len() as u64,
+            max: limits.max_body_len,
+        });
+    }
+    let mut r = Reader::new(bytes);
+    let d = descriptor(&mut r, "descriptor", limits, 0)?;
+    if r.remaining() > 0 {
+        return Err(DecodeError::TrailingBytes {
+            extra: r.remaining(),
+        });
+    }
+    Ok(d)
+}
+
+fn cbor(at: &'static str, name: &'static str) -> impl Fn(CborError) -> DecodeError {
+    move |source| DecodeError::Cbor {
+        field: Field { at, name },
+        source,
+    }
+}
+
+fn req<T>(v: Option<T>, at: &'static str, name: &'static str) -> Result<T> {
+    v.ok_or(DecodeError::MissingField {
+        field: Field { at, name },
+    })
+}
+
+/// Walks one definite map, dispatching known keys to `f` by index and
+/// skipping (but still checking) unknown ones.
+fn map<'a>(
+    r: &mut Reader<'a>,
+    at: &'static str,
+    names: &[&'static str],
+    depth: u32,
+    mut f: impl FnMut(&mut Reader<'a>, usize) -> Result<()>,
+) -> Result<()> {
+    let err = cbor(at, "");
+    if depth > DEPTH_LIMIT {
+        return Err(err(CborError::TooDeep));
+    }
+    let len = match r.item().map_err(&err)? {
+        Item::Map(n) => n,
+        other => return Err(err(unexpected("map", other))),
+    };
+    let n = r.check_count(len, 2).map_err(&err)?;
+    let mut seen = 0u32;
+    let mut unknown = KeySet::default();
+    for _ in 0..n {
+        let key = r.map_key(depth).map_err(&err)?;
+        let idx = match &key {
+            MapKey::Text(s) => names.iter().position(|k| k == s),
+            MapKey::Other(_) => None,
+        };
+        match idx {
+            Some(i) => {
+                if seen & (1 << i) != 0 {
+                    return Err(DecodeError::DuplicateField {
+                        field: Field { at, name: names[i] },
+                    });
+                }
+                seen |= 1 << i;
+                f(r, i)?;
+            }
+            None => {
+                unknown.push(key);
+                r.skip(depth + 1).map_err(&err)?;
+            }
+        }
+    }
+    unknown.check().map_err(&err)
+}
+
+/// Opens a definite array of at most `max` entries, each at least
+/// `min_entry_bytes` long.
+fn array(
+    r: &mut Reader<'_>,
+    at: &'static str,
+    name: &'static str,
+    max: usize,
+    min_entry_bytes: usize,
+) -> Result<usize> {
+    let err = cbor(at, name);
+    let len = match r.item().map_err(&err)? {
+        Item::Array(n) => n,
+        other => return Err(err(unexpected("array", other))),
+    };
+    let n = r.check_count(len, min_entry_bytes).map_err(&err)?;
+    if n > max {
+        return Err(DecodeError::TooManyItems {
+            field: Field { at, name },
+            count: n,
+            max,
+        });
+    }
+    Ok(n)
+}
+
+fn uint(r: &mut Reader<'_>, at: &'static str, name: &'static str, max: u64) -> Result<u64> {
+    let v = r.expect_uint().map_err(cbor(at, name))?;
+    if v > max {
+        return Err(DecodeError::IntegerOutOfRange {
+            field: Field { at, name },
+            value: v,
+            max,
+        });
+    }
+    Ok(v)
+}
+
+fn text<'a>(
+    r: &mut Reader<'a>,
+    at: &'static str,
+    name: &'static str,
+    max: usize,
+) -> Result<&'a str> {
+    let s = r.expect_text().map_err(cbor(at, name))?;
+    if s.len() > max {
+        return Err(DecodeError::TooLong {
+            field: Field { at, name },
+            len: s.len(),
+            max,
+        });
+    }
+    Ok(s)
+}
+
+fn var_bytes<'a>(
+    r: &mut Reader<'a>,
+    at: &'static str,
+    name: &'static str,
+    max: usize,
+) -> Result<Cow<'a, [u8]>> {
+    let field = Field { at, name };
+    match r.byte_field(max).map_err(cbor(at, name))? {
+        ByteField::Bytes(b) => Ok(b),
+        ByteField::TooLong(len) => Err(DecodeError::TooLong { field, len, max }),
+        ByteField::ElementOutOfRange(value) => Err(DecodeError::ByteOutOfRange { field, value }),
+    }
+}
+
+fn fixed<const N: usize>(
+    r: &mut Reader<'_>,
+    at: &'static str,
+    name: &'static str,
+) -> Result<[u8; N]> {
+    let field = Field { at, name };
+    match r.fixed_bytes::<N>().map_err(cbor(at, name))? {
+        FixedField::Ok(a) => Ok(a),
+        FixedField::WrongLength(found) => Err(DecodeError::WrongLength {
+            field,
+            expected: N,
+            found,
+        }),
+        FixedField::ElementOutOfRange(value) => Err(DecodeError::ByteOutOfRange { field, value }),
+    }
+}
+
+fn hash(r: &mut Reader<'_>, at: &'static str, depth: u32) -> Result<Hash> {
+    let (mut alg, mut digest) = (None, None);
+    map(r, at, &["algorithm", "digest"], depth, |r, i| {
+        match i {
+            0 => alg = Some(uint(r, at, "algorithm", u8::MAX as u64)? as u8),
+            _ => digest = Some(var_bytes(r, at, "digest", MAX_DIGEST_LEN)?),
+        }
+        Ok(())
+    })?;
+    let alg = req(alg, at, "algorithm")?;
+    let digest = req(digest, at, "digest")?;
+    Hash::new(HashAlgorithm::from_code(alg), &digest).map_err(|source| DecodeError::BadDigest {
+        field: Field {
+            at,
+            name: "digest",
+        },
+        source,
+    })
+}
+
+fn identity(r: &mut Reader<'_>, at: &'static str, depth: u32) -> Result<Identity> {
+    let (mut alg, mut key) = (None, None);
+    map(r, at, &["algorithm", "public_key"], depth, |r, i| {
+        match i {
+            0 => alg = Some(r.expect_uint().map_err(cbor(at, "algorithm"))?),
+            _ => key = Some(fixed::<32>(r, at, "public_key")?),
+        }
+        Ok(())
+    })?;
+    let alg = req(alg, at, "algorithm")?;
+    if alg != Identity::ED25519 as u64 {
+        return Err(DecodeError::UnsupportedIdentity {
+            field: Field {
+                at,
+                name: "algorithm",
+            },
+            algorithm: alg,
+        });
+    }
+    Ok(Identity::from_ed25519_bytes(req(key, at, "public_key")?))
+}
+
+fn node_addr(r: &mut Reader<'_>, at: &'static str, depth: u32) -> Result<NodeAddr> {
+    let (mut protocol, mut address) = (None, None);
+    map(r, at, &["protocol", "address"], depth, |r, i| {
+        match i {
+            0 => protocol = Some(text(r, at, "protocol", MAX_PROTOCOL_LEN)?),
+            _ => address = Some(text(r, at, "address", MAX_ADDRESS_LEN)?),
+        }
+        Ok(())
+    })?;
+    Ok(NodeAddr {
+        protocol: req(protocol, at, "protocol")?.to_owned(),
+        address: req(address, at, "address")?.to_owned(),
+    })
+}
+
+fn node_list(
+    r: &mut Reader<'_>,
+    at: &'static str,
+    limits: &DecodeLimits,
+    depth: u32,
+) -> Result<Vec<NodeInfo>> {
+    // The smallest NodeInfo map is well over 8 bytes; 8 is a safe floor.
+    let n = array(r, at, "nodes", limits.max_nodes, 8)?;
+    let mut out = Vec::with_capacity(n);
+    const AT: &str = "nodes[]";
+    for _ in 0..n {
+        let (mut id, mut addr, mut seen) = (None, None, None);
+        map(r, AT, &["identity", "addr", "last_seen"], depth + 1, |r, i| {
+            match i {
+                0 => id = Some(identity(r, "nodes[].identity", depth + 2)?),
+                1 => addr = Some(node_addr(r, "nodes[].addr", depth + 2)?),
+                _ => seen = Some(Timestamp::from_micros(uint(r, AT, "last_seen", u64::MAX)?)),
+            }
+            Ok(())
+        })?;
+        out.push(NodeInfo {
+            identity: req(id, AT, "identity")?,
+            addr: req(addr, AT, "addr")?,
+            last_seen: req(seen, AT, "last_seen")?,
+        });
+    }
+    Ok(out)
+}
+
+fn descriptor_list(
+    r: &mut Reader<'_>,
+    limits: &DecodeLimits,
+    depth: u32,
+) -> Result<Vec<Descriptor>> {
+    let n = array(r, "find_value_result", "descriptors", limits.max_descriptors, 8)?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(descriptor(r, "descriptors[]", limits, depth + 1)?);
+    }
+    Ok(out)
+}
+
+fn filter_set(r: &mut Reader<'_>, depth: u32) -> Result<Filters> {
+    const AT: &str = "find_value.filters";
+    let mut f = Filters::default();
+    map(
+        r,
+        AT,
+        &["schema_hash", "min_timestamp", "publisher"],
+        depth,
+        |r, i| {
+            match i {
+                0 => f.schema_hash = Some(hash(r, "find_value.filters.schema_hash", depth + 1)?),
+                1 => {
+                    f.min_timestamp =
+                        Some(Timestamp::from_micros(uint(r, AT, "min_timestamp", u64::MAX)?))
+                }
+                _ => f.publisher = Some(identity(r, "find_value.filters.publisher", depth + 1)?),
+            }
+            Ok(())
+        },
+    )?;
+    Ok(f)
+}
+
+const DESCRIPTOR_FIELDS: [&str; 10] = [
+    "schema_hash",
+    "topic",
+    "payload",
+    "publisher",
+    "timestamp",
+    "sequence",
+    "ttl",
+    "routing_keys",
+    "id",
+    "signature",
+];
+
+fn descriptor(
+    r: &mut Reader<'_>,
+    at: &'static str,
+    limits: &DecodeLimits,
+    depth: u32,
+) -> Result<Descriptor> {
+    let mut schema_hash = None;
+    let mut topic = None;
+    let mut payload = None;
+    let mut publisher = None;
+    let mut timestamp = None;
+    let mut sequence = None;
+    let mut ttl = None;
+    let mut routing_keys = None;
+    let mut id = None;
+    let mut signature = None;
+    map(r, at, &DESCRIPTOR_FIELDS, depth, |r, i| {
+        match i {
+            0 => schema_hash = Some(hash(r, "descriptor.schema_hash", depth + 1)?),
+            // Topic and payload sizes are validation rules with their own
+            // errors (Descriptor::validate); here only the body cap bounds them.
+            1 => topic = Some(text(r, at, "topic", limits.max_body_len)?.to_owned()),
+            2 => payload = Some(var_bytes(r, at, "payload", limits.max_body_len)?.into_owned()),
+            3 => publisher = Some(identity(r, "descriptor.publisher", depth + 1)?),
+            4 => timestamp = Some(Timestamp::from_micros(uint(r, at, "timestamp", u64::MAX)?)),
+            5 => sequence = Some(uint(r, at, "sequence", u64::MAX)?),
+            6 => ttl = Some(uint(r, at, "ttl", u32::MAX as u64)? as u32),
+            7 => {
+                // A hash map is at least 4 bytes.
+                let n = array(r, at, "routing_keys", limits.max_routing_keys, 4)?;
+                let mut keys = Vec::with_capacity(n);
+                for _ in 0..n {
+                    keys.push(hash(r, "descriptor.routing_keys[]", depth + 2)?);
+                }
+                routing_keys = Some(keys);
+            }
+            8 => id = Some(hash(r, "descriptor.id", depth + 1)?),
+            _ => signature = Some(Signature::from_bytes(fixed::<64>(r, at, "signature")?)),
+        }
+        Ok(())
+    })?;
+    Ok(Descriptor {
+        schema_hash: req(schema_hash, at, "schema_hash")?,
+        topic: req(topic, at, "topic")?,
+        payload: req(payload, at, "payload")?,
+        publisher: req(publisher, at, "publisher")?,
+        timestamp: req(timestamp, at, "timestamp")?,
+        sequence: req(sequence, at, "sequence")?,
+        ttl: req(ttl, at, "ttl")?,
+        routing_keys: req(routing_keys, at, "routing_keys")?,
+        id: req(id, at, "id")?,
+        signature: req(signature, at, "signature")?,
+    })
+}

@@ -1,0 +1,261 @@
+//! The 24-byte frame header and whole frames.
+
+use super::error::DecodeError;
+use super::limits::DecodeLimits;
+use super::message::Message;
+use super::{decode, encode};
+
+/// "MH".
+pub const MAGIC: u16 = 0x4D48;
+/// The only protocol version spoken.
+pub const VERSION: u8 = 0x01;
+/// Header length: magic 2, version 1, type 1, msg_id 16, body_len 4.
+pub const HEADER_LEN: usize = 24;
+
+/// The eight message types; responses are requests with bit 7 set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum MessageType {
+    /// 0x01
+    Ping = 0x01,
+    /// 0x02
+    Store = 0x02,
+    /// 0x03
+    FindNode = 0x03,
+    /// 0x04
+    FindValue = 0x04,
+    /// 0x81
+    Pong = 0x81,
+    /// 0x82
+    StoreAck = 0x82,
+    /// 0x83
+    FindNodeResult = 0x83,
+    /// 0x84
+    FindValueResult = 0x84,
+}
+
+impl MessageType {
+    /// The type for a wire byte.
+    pub fn from_byte(b: u8) -> Result<Self, DecodeError> {
+        Ok(match b {
+            0x01 => MessageType::Ping,
+            0x02 => MessageType::Store,
+            0x03 => MessageType::FindNode,
+            0x04 => MessageType::FindValue,
+            0x81 => MessageType::Pong,
+            0x82 => MessageType::StoreAck,
+            0x83 => MessageType::FindNodeResult,
+            0x84 => MessageType::FindValueResult,
+            found => return Err(DecodeError::UnknownMessageType { found }),
+        })
+    }
+
+    /// The wire byte.
+    pub const fn byte(self) -> u8 {
+        self as u8
+    }
+
+    /// Whether this is a response (bit 7 set).
+    pub const fn is_response(self) -> bool {
+        (self as u8) & 0x80 != 0
+    }
+
+    /// The response type answering this request type (itself for responses).
+    pub const fn response(self) -> MessageType {
+        match self {
+            MessageType::Ping | MessageType::Pong => MessageType::Pong,
+            MessageType::Store | MessageType::StoreAck => MessageType::StoreAck,
+            MessageType::FindNode | MessageType::FindNodeResult => MessageType::FindNodeResult,
+            MessageType::FindValue | MessageType::FindValueResult => MessageType::FindValueResult,
+        }
+    }
+}
+
+/// The 16-byte correlation id; a response carries its request's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct MsgId(pub [u8; 16]);
+
+/// A parsed header. A stream reader parses the first 24 bytes with
+/// [`FrameHeader::parse`], and only then reads (at most) `body_len` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameHeader {
+    /// Message type.
+    pub msg_type: MessageType,
+    /// Correlation id.
+    pub msg_id: MsgId,
+    /// Declared body length, already checked against the cap.
+    pub body_len: usize,
+}
+
+impl FrameHeader {
+    /// Parses and checks a header: magic, version, type, and the body cap
+    /// (so a hostile `body_len` is refused before any buffer is sized by it).
+    pub fn parse(bytes: &[u8], max_body_len: usize) -> Result<Self, DecodeError> {
+        let h: &[u8; HEADER_LEN] = bytes
+            .get(..HEADER_LEN)
+            .and_then(|s| s.try_into().ok())
+            .ok_or(DecodeError::ShortHeader { len: bytes.len() })?;
+        let magic = u16::from_be_bytes([h[0], h[1]]);
+        if magic != MAGIC {
+            return Err(DecodeError::BadMagic { found: magic });
+        }
+        if h[2] != VERSION {
+            return Err(DecodeError::UnsupportedVersion { found: h[2] });
+        }
+        let msg_type = MessageType::from_byte(h[3])?;
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&h[4..20]);
+        let declared = u32::from_be_bytes([h[20], h[21], h[22], h[23]]);
+        let body_len = declared as usize;
+        if body_len > max_body_len {
+            return Err(DecodeError::BodyTooLarge {
+                declared: declared as u64,
+                max: max_body_len,
+            });
+        }
+        Ok(FrameHeader {
+            msg_type,
+            msg_id: MsgId(id),
+            body_len,
+        })
+    }
+
+    /// Writes the 24 header bytes.
+    pub fn write(&self, out: &mut [u8; HEADER_LEN]) {
+        out[0..2].copy_from_slice(&MAGIC.to_be_bytes());
+        out[2] = VERSION;
+        out[3] = self.msg_type.byte();
+        out[4..20].copy_from_slice(&self.msg_id.0);
+        out[20..24].copy_from_slice(&(self.body_len as u32).to_be_bytes());
+    }
+}
+
+/// A whole frame: correlation id plus one message (its type is implied).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// Correlation id.
+    pub msg_id: MsgId,
+    /// The message.
+    pub message: Message,
+}
+
+impl Frame {
+    /// A frame.
+    pub fn new(msg_id: MsgId, message: Message) -> Self {
+        Frame { msg_id, message }
+    }
+
+    /// Encodes header and body into a new buffer.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// Appends header and body to `out` (byte fields as byte strings).
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(&[0u8; HEADER_LEN]);
+        encode::message_body(&self.message, out);
+        let body_len = out.len() - start - HEADER_LEN;
+        let header = FrameHeader {
+            msg_type: self.message.message_type(),
+            msg_id: self.msg_id,
+            body_len,
+        };
+        let mut h = [0u8; HEADER_LEN];
+        header.write(&mut h);
+        out[start..start + HEADER_LEN].copy_from_slice(&h);
+    }
+
+    /// Decodes one whole frame with the default limits.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        Self::decode_with(bytes, &DecodeLimits::default())
+    }
+
+    /// Decodes one whole frame: `bytes` must be exactly header + body.
+    pub fn decode_with(bytes: &[u8], limits: &DecodeLimits) -> Result<Self, DecodeError> {
+        let header = FrameHeader::parse(bytes, limits.max_body_len)?;
+        let rest = &bytes[HEADER_LEN..];
+        if rest.len() < header.body_len {
+            return Err(DecodeError::TruncatedBody {
+                declared: header.body_len,
+                present: rest.len(),
+            });
+        }
+        if rest.len() > header.body_len {
+            return Err(DecodeError::BytesAfterFrame {
+                extra: rest.len() - header.body_len,
+            });
+        }
+        let message = decode::message_body(header.msg_type, rest, limits)?;
+        Ok(Frame {
+            msg_id: header.msg_id,
+            message,
+        })
+    }
+
+    /// Decodes a frame that must be a request (a server's input).
+    pub fn decode_request(bytes: &[u8], limits: &DecodeLimits) -> Result<Self, DecodeError> {
+        Self::check_direction(bytes, false)?;
+        Self::decode_with(bytes, limits)
+    }
+
+    /// Decodes a frame that must be a response (a client's input).
+    pub fn decode_response(bytes: &[u8], limits: &DecodeLimits) -> Result<Self, DecodeError> {
+        Self::check_direction(bytes, true)?;
+        Self::decode_with(bytes, limits)
+    }
+
+    fn check_direction(bytes: &[u8], want_response: bool) -> Result<(), DecodeError> {
+        let kind = |r: bool| if r { "response" } else { "request" };
+        if let Some(&b) = bytes.get(3) {
+            if let Ok(t) = MessageType::from_byte(b) {
+                if t.is_response() != want_response {
+                    return Err(DecodeError::WrongDirection {
+                        found: b,
+                        found_kind: kind(t.is_response()),
+                        expected_kind: kind(want_response),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Message {
+    /// The type byte this message travels under.
+    pub fn message_type(&self) -> MessageType {
+        match self {
+            Message::Ping(_) => MessageType::Ping,
+            Message::Pong(_) => MessageType::Pong,
+            Message::Store(_) => MessageType::Store,
+            Message::StoreAck(_) => MessageType::StoreAck,
+            Message::FindNode(_) => MessageType::FindNode,
+            Message::FindNodeResult(_) => MessageType::FindNodeResult,
+            Message::FindValue(_) => MessageType::FindValue,
+            Message::FindValueResult(_) => MessageType::FindValueResult,
+        }
+    }
+
+    /// Appends the CBOR body alone.
+    pub fn encode_body(&self, out: &mut Vec<u8>) {
+        encode::message_body(self, out)
+    }
+
+    /// Decodes a CBOR body of the given type.
+    pub fn decode_body(
+        msg_type: MessageType,
+        body: &[u8],
+        limits: &DecodeLimits,
+    ) -> Result<Self, DecodeError> {
+        if body.len() > limits.max_body_len {
+            return Err(DecodeError::BodyTooLarge {
+                declared: body.len() as u64,
+                max: limits.max_body_len,
+            });
+        }
+        decode::message_body(msg_type, body, limits)
+    }
+}
