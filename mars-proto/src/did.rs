@@ -109,7 +109,10 @@ mod tests {
 
     #[test]
     fn malformed_inputs_are_named() {
-        assert_eq!(Identity::from_did("did:key:z6Mk"), Err(DidError::NotMeshDid));
+        assert_eq!(
+            Identity::from_did("did:key:z6Mk"),
+            Err(DidError::NotMeshDid)
+        );
         assert!(matches!(
             Identity::from_did("did:mesh:f00"),
             Err(DidError::Multibase { found: Some('f') })
@@ -127,6 +130,9 @@ mod tests {
         let bad = format!("did:mesh:z{}", bs58::encode(raw).into_string());
         assert_eq!(Identity::from_did(&bad), Err(DidError::Algorithm(2)));
         let long = format!("did:mesh:z{}", "2".repeat(80));
-        assert!(matches!(Identity::from_did(&long), Err(DidError::TooLong { .. })));
+        assert!(matches!(
+            Identity::from_did(&long),
+            Err(DidError::TooLong { .. })
+        ));
     }
 }

@@ -27,7 +27,7 @@
 //!     .sign(&key)
 //!     .unwrap();
 //! let valid = descriptor.validate(now).unwrap();
-//! assert_eq!(valid.publisher(), &key.identity());
+//! assert_eq!(valid.publisher, key.identity());
 //! ```
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]

@@ -28,7 +28,11 @@ pub(super) fn encode(d: &Descriptor) -> Vec<u8> {
     w.key("timestamp");
     w.uint(d.timestamp.as_micros());
     w.key("schema_hash");
-    pair(&mut w, d.schema_hash.algorithm().code(), d.schema_hash.digest());
+    pair(
+        &mut w,
+        d.schema_hash.algorithm().code(),
+        d.schema_hash.digest(),
+    );
     w.key("routing_keys");
     w.array(d.routing_keys.len());
     for k in &d.routing_keys {

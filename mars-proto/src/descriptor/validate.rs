@@ -15,10 +15,11 @@ pub enum ValidationError {
     /// Rule 1: the id does not match the fields.
     #[error("descriptor id {declared} does not match its fields (they hash to {computed})")]
     IdMismatch {
-        /// The id it carries.
-        declared: Hash,
+        /// The id it carries (boxed: hashes are 66 bytes inline, and the
+        /// error path should not make every `Result` large).
+        declared: Box<Hash>,
         /// The id its fields hash to.
-        computed: Hash,
+        computed: Box<Hash>,
     },
     /// Rule 2: the signature does not verify under the publisher's key.
     #[error("signature does not verify under publisher {publisher}")]
@@ -142,8 +143,8 @@ fn check_id(d: &Descriptor) -> Result<(), ValidationError> {
     let computed = d.compute_id();
     if computed != d.id {
         return Err(ValidationError::IdMismatch {
-            declared: d.id,
-            computed,
+            declared: Box::new(d.id),
+            computed: Box::new(computed),
         });
     }
     Ok(())
@@ -156,7 +157,10 @@ fn finish(d: Descriptor, now: Timestamp) -> Result<ValidDescriptor, ValidationEr
         .min(now)
         .saturating_add(Duration::from_secs(d.ttl as u64));
     if expires_at <= now {
-        return Err(ValidationError::Expired { expired_at: expires_at, now });
+        return Err(ValidationError::Expired {
+            expired_at: expires_at,
+            now,
+        });
     }
     let skew = Duration::from_secs(limits::MAX_CLOCK_SKEW_SECS);
     if d.timestamp > now.saturating_add(skew) {
@@ -167,7 +171,10 @@ fn finish(d: Descriptor, now: Timestamp) -> Result<ValidDescriptor, ValidationEr
         });
     }
     check_static_rules(&d)?;
-    Ok(ValidDescriptor { inner: d, expires_at })
+    Ok(ValidDescriptor {
+        inner: d,
+        expires_at,
+    })
 }
 
 /// Rules 5–8: the ones that do not depend on time or keys.
@@ -232,8 +239,8 @@ pub fn validate_batch(
             in_batch.push(i);
         }
     }
-    let batch_ok = !in_batch.is_empty()
-        && ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok();
+    let batch_ok =
+        !in_batch.is_empty() && ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok();
     for &i in &in_batch {
         sig_ok[i] = batch_ok
             || descriptors[i]

@@ -7,9 +7,7 @@
 
 use std::borrow::Cow;
 
-use super::cbor::{
-    ByteField, CborError, FixedField, Item, KeySet, MapKey, Reader, unexpected,
-};
+use super::cbor::{ByteField, CborError, FixedField, Item, KeySet, MapKey, Reader, unexpected};
 use super::error::{DecodeError, Field};
 use super::frame::MessageType;
 use super::limits::{DecodeLimits, MAX_ADDRESS_LEN, MAX_PROTOCOL_LEN, MAX_REASON_LEN};
@@ -88,13 +86,8 @@ pub(crate) fn message_body(t: MessageType, body: &[u8], limits: &DecodeLimits) -
             let (mut stored, mut reason) = (None, None);
             map(&mut r, "store_ack", &["stored", "reason"], 0, |r, i| {
                 match i {
-                    0 => {
-                        stored = Some(r.expect_bool().map_err(cbor("store_ack", "stored"))?)
-                    }
-                    _ => {
-                        reason =
-                            Some(text(r, "store_ack", "reason", MAX_REASON_LEN)?.to_owned())
-                    }
+                    0 => stored = Some(r.expect_bool().map_err(cbor("store_ack", "stored"))?),
+                    _ => reason = Some(text(r, "store_ack", "reason", MAX_REASON_LEN)?.to_owned()),
                 }
                 Ok(())
             })?;
@@ -149,9 +142,8 @@ pub(crate) fn message_body(t: MessageType, body: &[u8], limits: &DecodeLimits) -
                         1 => addr = Some(node_addr(r, "find_value.sender_addr", 1)?),
                         2 => key = Some(hash(r, "find_value.key", 1)?),
                         3 => {
-                            max = Some(
-                                uint(r, "find_value", "max_results", u16::MAX as u64)? as u16,
-                            )
+                            max =
+                                Some(uint(r, "find_value", "max_results", u16::MAX as u64)? as u16)
                         }
                         _ => filters = Some(filter_set(r, 1)?),
                     }
@@ -371,10 +363,7 @@ fn hash(r: &mut Reader<'_>, at: &'static str, depth: u32) -> Result<Hash> {
     let alg = req(alg, at, "algorithm")?;
     let digest = req(digest, at, "digest")?;
     Hash::new(HashAlgorithm::from_code(alg), &digest).map_err(|source| DecodeError::BadDigest {
-        field: Field {
-            at,
-            name: "digest",
-        },
+        field: Field { at, name: "digest" },
         source,
     })
 }
@@ -428,14 +417,20 @@ fn node_list(
     const AT: &str = "nodes[]";
     for _ in 0..n {
         let (mut id, mut addr, mut seen) = (None, None, None);
-        map(r, AT, &["identity", "addr", "last_seen"], depth + 1, |r, i| {
-            match i {
-                0 => id = Some(identity(r, "nodes[].identity", depth + 2)?),
-                1 => addr = Some(node_addr(r, "nodes[].addr", depth + 2)?),
-                _ => seen = Some(Timestamp::from_micros(uint(r, AT, "last_seen", u64::MAX)?)),
-            }
-            Ok(())
-        })?;
+        map(
+            r,
+            AT,
+            &["identity", "addr", "last_seen"],
+            depth + 1,
+            |r, i| {
+                match i {
+                    0 => id = Some(identity(r, "nodes[].identity", depth + 2)?),
+                    1 => addr = Some(node_addr(r, "nodes[].addr", depth + 2)?),
+                    _ => seen = Some(Timestamp::from_micros(uint(r, AT, "last_seen", u64::MAX)?)),
+                }
+                Ok(())
+            },
+        )?;
         out.push(NodeInfo {
             identity: req(id, AT, "identity")?,
             addr: req(addr, AT, "addr")?,
@@ -450,7 +445,13 @@ fn descriptor_list(
     limits: &DecodeLimits,
     depth: u32,
 ) -> Result<Vec<Descriptor>> {
-    let n = array(r, "find_value_result", "descriptors", limits.max_descriptors, 8)?;
+    let n = array(
+        r,
+        "find_value_result",
+        "descriptors",
+        limits.max_descriptors,
+        8,
+    )?;
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         out.push(descriptor(r, "descriptors[]", limits, depth + 1)?);
@@ -470,8 +471,12 @@ fn filter_set(r: &mut Reader<'_>, depth: u32) -> Result<Filters> {
             match i {
                 0 => f.schema_hash = Some(hash(r, "find_value.filters.schema_hash", depth + 1)?),
                 1 => {
-                    f.min_timestamp =
-                        Some(Timestamp::from_micros(uint(r, AT, "min_timestamp", u64::MAX)?))
+                    f.min_timestamp = Some(Timestamp::from_micros(uint(
+                        r,
+                        AT,
+                        "min_timestamp",
+                        u64::MAX,
+                    )?))
                 }
                 _ => f.publisher = Some(identity(r, "find_value.filters.publisher", depth + 1)?),
             }

@@ -32,9 +32,7 @@ pub use decode::descriptor_from_cbor;
 pub use encode::descriptor_into;
 pub use error::{DecodeError, Field};
 pub use frame::{Frame, FrameHeader, HEADER_LEN, MAGIC, MessageType, MsgId, VERSION};
-pub use limits::{
-    DecodeLimits, MAX_ADDRESS_LEN, MAX_BODY_LEN, MAX_PROTOCOL_LEN, MAX_REASON_LEN,
-};
+pub use limits::{DecodeLimits, MAX_ADDRESS_LEN, MAX_BODY_LEN, MAX_PROTOCOL_LEN, MAX_REASON_LEN};
 pub use message::{
     Filters, FindNode, FindNodeResult, FindValue, FindValueResult, Message, NodeAddr, NodeInfo,
     Ping, Pong, Store, StoreAck,

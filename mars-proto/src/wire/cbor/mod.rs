@@ -8,6 +8,6 @@
 mod read;
 mod write;
 
-pub(crate) use read::{ByteField, FixedField, Item, KeySet, MapKey, Reader, unexpected};
 pub use read::CborError;
+pub(crate) use read::{ByteField, FixedField, Item, KeySet, MapKey, Reader, unexpected};
 pub(crate) use write::Writer;

@@ -208,7 +208,11 @@ impl<'a> Reader<'a> {
     /// takes at least `min_bytes_each` bytes, so a larger count is a lie and
     /// is refused before anything is allocated for it.
     #[inline]
-    pub(crate) fn check_count(&self, declared: u64, min_bytes_each: usize) -> Result<usize, CborError> {
+    pub(crate) fn check_count(
+        &self,
+        declared: u64,
+        min_bytes_each: usize,
+    ) -> Result<usize, CborError> {
         let remaining = self.remaining();
         match usize::try_from(declared) {
             Ok(n) if n.saturating_mul(min_bytes_each) <= remaining => Ok(n),
