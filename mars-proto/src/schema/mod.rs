@@ -8,6 +8,16 @@ use std::sync::OnceLock;
 
 use crate::hash::Hash;
 
+pub mod capability;
+pub mod key_rotation;
+mod payload;
+pub mod revocation;
+
+pub use capability::{Capability, CapabilityError, Endpoint, TypePath, TypePathError};
+pub use key_rotation::{KeyRotation, KeyRotationError};
+pub use payload::{MAX_PAYLOAD_DEPTH, PayloadError};
+pub use revocation::{Revocation, RevocationError, RevocationReason};
+
 /// A schema the protocol names, with its hash computed once.
 #[derive(Debug)]
 pub struct WellKnownSchema {
