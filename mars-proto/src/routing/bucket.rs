@@ -1,0 +1,114 @@
+//! One k-bucket: entries least-recently-seen first, plus the replacement
+//! state of a full bucket.
+
+use crate::node_id::NodeId;
+use crate::time::Timestamp;
+
+use super::Peer;
+use super::closest::words;
+
+/// What the table keeps beside each entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Meta {
+    /// The entry's id as big-endian words, precomputed so that sorting a
+    /// bucket by distance (the FIND_NODE hot path) is a few word XORs per
+    /// comparison.
+    pub(super) key: [u64; 4],
+    /// Consecutive failed requests since the entry last answered.
+    pub(super) failures: u32,
+}
+
+impl Meta {
+    pub(super) fn new(id: &NodeId) -> Self {
+        Meta {
+            key: words(id),
+            failures: 0,
+        }
+    }
+}
+
+/// A k-bucket. `peers` and `meta` are parallel vectors so the table can
+/// hand out `&[Peer]` directly.
+#[derive(Debug, Default)]
+pub(super) struct Bucket {
+    /// Entries, least-recently-seen first.
+    pub(super) peers: Vec<Peer>,
+    /// Per-entry bookkeeping, at the same index as its peer.
+    pub(super) meta: Vec<Meta>,
+    /// The newest peer that answered while the bucket was full. Only while
+    /// the bucket is full and a challenge is in flight.
+    pub(super) pending: Option<Peer>,
+    /// The entry being PINGed to decide its place against `pending`, and
+    /// when the challenge was issued.
+    pub(super) challenge: Option<(NodeId, Timestamp)>,
+    /// Last contact or lookup in this bucket, for refresh.
+    pub(super) last_activity: Timestamp,
+}
+
+impl Bucket {
+    /// Index of the entry with `id`: a scan of at most k ids, cheaper than
+    /// any map for k = 20.
+    pub(super) fn position(&self, id: &NodeId) -> Option<usize> {
+        self.peers.iter().position(|p| p.id == *id)
+    }
+
+    /// The failure counter of entry `i`.
+    pub(super) fn failures_mut(&mut self, i: usize) -> Option<&mut u32> {
+        self.meta.get_mut(i).map(|m| &mut m.failures)
+    }
+
+    /// Moves entry `i` to the tail (most recently seen).
+    pub(super) fn move_to_tail(&mut self, i: usize) {
+        if let Some(peers) = self.peers.get_mut(i..) {
+            peers.rotate_left(1);
+        }
+        if let Some(meta) = self.meta.get_mut(i..) {
+            meta.rotate_left(1);
+        }
+    }
+
+    /// Appends a fresh entry at the tail.
+    pub(super) fn push(&mut self, peer: Peer) {
+        self.meta.push(Meta::new(&peer.id));
+        self.peers.push(peer);
+    }
+
+    /// Inserts a fresh entry where its `last_seen` puts it, keeping the
+    /// bucket least-recently-seen first: a promoted candidate may have
+    /// answered before the entries refreshed since.
+    pub(super) fn insert_by_last_seen(&mut self, peer: Peer) {
+        let at = self
+            .peers
+            .iter()
+            .position(|p| p.last_seen > peer.last_seen)
+            .unwrap_or(self.peers.len());
+        self.meta
+            .insert(at.min(self.meta.len()), Meta::new(&peer.id));
+        self.peers.insert(at, peer);
+    }
+
+    /// Removes entry `i` (if any), clearing a challenge aimed at it.
+    pub(super) fn remove_at(&mut self, i: usize) -> Option<Peer> {
+        if i >= self.peers.len() {
+            return None;
+        }
+        let peer = self.peers.remove(i);
+        if i < self.meta.len() {
+            self.meta.remove(i);
+        }
+        if matches!(self.challenge, Some((id, _)) if id == peer.id) {
+            self.challenge = None;
+        }
+        Some(peer)
+    }
+
+    /// Whether the pending candidate has `id`.
+    pub(super) fn pending_is(&self, id: &NodeId) -> bool {
+        self.pending.as_ref().is_some_and(|p| p.id == *id)
+    }
+
+    /// The id under challenge, if any.
+    pub(super) fn challenged(&self) -> Option<&NodeId> {
+        self.challenge.as_ref().map(|(id, _)| id)
+    }
+}
