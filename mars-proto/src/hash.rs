@@ -115,6 +115,8 @@ impl Hash {
 
     /// A hash from its parts, checking the digest length.
     pub fn new(algorithm: HashAlgorithm, digest: &[u8]) -> Result<Self, HashError> {
+        // `Other(3)` is BLAKE3 by another name: hold it to BLAKE3's rules.
+        let algorithm = HashAlgorithm::from_code(algorithm.code());
         if let Some(expected) = algorithm.digest_len() {
             if digest.len() != expected {
                 return Err(HashError::WrongLength {
@@ -187,6 +189,11 @@ mod tests {
         assert!(Hash::new(HashAlgorithm::Sha256, &[0; 33]).is_err());
         assert!(Hash::new(HashAlgorithm::Other(9), &[0; 64]).is_ok());
         assert!(Hash::new(HashAlgorithm::Other(9), &[0; 65]).is_err());
+        assert!(Hash::new(HashAlgorithm::Other(3), &[0; 5]).is_err());
+        assert_eq!(
+            Hash::new(HashAlgorithm::Other(3), &[7; 32]).unwrap(),
+            Hash::from_blake3_digest([7; 32])
+        );
     }
 
     #[test]

@@ -32,15 +32,23 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod address_policy;
+mod config;
 mod descriptor;
 mod did;
 mod hash;
 mod identity;
+mod lookup;
+pub mod node;
 mod node_id;
+mod rng;
+pub mod routing;
 pub mod schema;
+pub mod store;
 mod time;
 pub mod wire;
 
+pub use config::Config;
 pub use descriptor::{
     Descriptor, DescriptorBuilder, ValidDescriptor, ValidationError, limits as descriptor_limits,
     validate_batch,
@@ -48,5 +56,6 @@ pub use descriptor::{
 pub use did::DidError;
 pub use hash::{Hash, HashAlgorithm};
 pub use identity::{Identity, Keypair, Signature};
+pub use lookup::LookupStats;
 pub use node_id::NodeId;
 pub use time::Timestamp;

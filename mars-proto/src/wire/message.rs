@@ -24,6 +24,12 @@ impl NodeAddr {
     }
 }
 
+impl std::fmt::Display for NodeAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}", self.protocol, self.address)
+    }
+}
+
 /// A node as listed in FIND_NODE_RESULT and FIND_VALUE_RESULT.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeInfo {

@@ -28,6 +28,9 @@ mod message;
 
 pub use cbor::CborError;
 pub(crate) use cbor::Writer as CborWriter;
+pub(crate) use cbor::{
+    Item as CborItem, KeySet as CborKeySet, MapKey as CborMapKey, Reader as CborReader,
+};
 pub use decode::descriptor_from_cbor;
 pub use encode::descriptor_into;
 pub use error::{DecodeError, Field};

@@ -1,0 +1,89 @@
+//! Node configuration, with the protocol's defaults.
+
+use std::time::Duration;
+
+use crate::address_policy::AddressPolicy;
+use crate::store::StoreConfig;
+
+/// How a [`Node`](crate::node::Node) behaves. `Config::default()` is a plain
+/// public DHT node; [`Config::hub`] serves clients; [`Config::testing`]
+/// accepts loopback and private addresses (tests and the simulator).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Bucket size and replication factor, K (WIRE.md: 20).
+    pub k: usize,
+    /// Requests in flight per lookup, α (WIRE.md: 3).
+    pub alpha: usize,
+    /// How long a request may take before its peer counts as failed. Short,
+    /// so one dead peer costs a fraction of a lookup, not QUIC's 30 s idle.
+    pub request_timeout: Duration,
+    /// After this long without an answer, a lookup request stops holding one
+    /// of the α slots (it is still awaited until `request_timeout`), so dead
+    /// peers overlap instead of costing a timeout each.
+    pub lookup_slow_after: Duration,
+    /// A bucket with no activity for this long is refreshed (WIRE.md: 1 h).
+    pub refresh_interval: Duration,
+    /// Accept any valid STORE whatever its distance and replicate it to the
+    /// K closest nodes of each routing key. Reference clients publish with a
+    /// single STORE to the node they know, so a node serving clients needs it.
+    pub publish_proxy: bool,
+    /// Which peer addresses may enter the table, be dialled or handed out.
+    pub address_policy: AddressPolicy,
+    /// Most FIND_VALUE results served per request (the reference clamps to 20).
+    pub max_results_served: u16,
+    /// Most queries (lookups, publishes, pings) in progress at once.
+    pub max_queries: usize,
+    /// Most requests waiting in `poll_request` plus in flight.
+    pub max_requests: usize,
+    /// Most events waiting in `poll_event`; beyond it the oldest
+    /// informational events are dropped and counted (query results never are).
+    pub max_events: usize,
+    /// Most requesters waiting to be checked with a PING before entering the table.
+    pub verify_queue: usize,
+    /// Most such checks started per second.
+    pub verify_per_sec: u32,
+    /// Most proxied descriptors waiting to be replicated.
+    pub replication_queue: usize,
+    /// Descriptor store limits and rules.
+    pub store: StoreConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            k: 20,
+            alpha: 3,
+            request_timeout: Duration::from_secs(5),
+            lookup_slow_after: Duration::from_secs(1),
+            refresh_interval: Duration::from_secs(3600),
+            publish_proxy: false,
+            address_policy: AddressPolicy::public(),
+            max_results_served: 20,
+            max_queries: 256,
+            max_requests: 4096,
+            max_events: 4096,
+            verify_queue: 256,
+            verify_per_sec: 20,
+            replication_queue: 1024,
+            store: StoreConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// A node that serves clients: the publish proxy is on.
+    pub fn hub() -> Self {
+        Config {
+            publish_proxy: true,
+            ..Config::default()
+        }
+    }
+
+    /// Loopback and private addresses allowed: for tests and simulations.
+    pub fn testing() -> Self {
+        Config {
+            address_policy: AddressPolicy::permissive(),
+            ..Config::default()
+        }
+    }
+}

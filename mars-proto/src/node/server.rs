@@ -1,0 +1,190 @@
+//! The server side: answering the four requests.
+
+use super::{Event, Misbehaviour, Node, Outcome, PeerInfo, Refusal};
+use crate::node_id::NodeId;
+use crate::time::Timestamp;
+use crate::wire::{
+    DecodeLimits, FindNodeResult, FindValue, FindValueResult, Frame, Message, NodeInfo, Pong,
+    StoreAck,
+};
+
+impl Node {
+    /// Answers one inbound request. `peer` is who the connection's TLS
+    /// handshake authenticated; a request whose `sender` differs is refused.
+    pub fn handle_request(&mut self, now: Timestamp, peer: &PeerInfo, frame: &[u8]) -> Outcome {
+        let limits = DecodeLimits {
+            max_nodes: self.config.k,
+            ..DecodeLimits::default()
+        };
+        let request = match Frame::decode_request(frame, &limits) {
+            Ok(f) => f,
+            Err(e) => return self.refuse(Refusal::Malformed(e)),
+        };
+        let msg_id = request.msg_id;
+        let (sender, sender_addr) = match &request.message {
+            Message::Ping(m) => (m.sender, &m.sender_addr),
+            Message::Store(m) => (m.sender, &m.sender_addr),
+            Message::FindNode(m) => (m.sender, &m.sender_addr),
+            Message::FindValue(m) => (m.sender, &m.sender_addr),
+            other => return self.refuse(Refusal::NotARequest(other.message_type().byte())),
+        };
+        if sender != peer.identity {
+            self.push_event(Event::PeerMisbehaved {
+                peer: peer.identity,
+                reason: Misbehaviour::SpoofedSender { claimed: sender },
+            });
+            return self.refuse(Refusal::SenderMismatch {
+                claimed: sender,
+                authenticated: peer.identity,
+            });
+        }
+        // A requester is not trusted into the table on the strength of a
+        // request: queue a PING to the address it claims.
+        let claimed = sender_addr.clone();
+        self.queue_verification(now, sender, claimed);
+
+        let response = match request.message {
+            Message::Ping(_) => {
+                self.stats.requests[0] += 1;
+                Message::Pong(Pong {
+                    sender: self.identity,
+                    sender_addr: self.local_addr.clone(),
+                    observed_addr: peer.addr.clone(),
+                })
+            }
+            Message::Store(m) => {
+                self.stats.requests[1] += 1;
+                Message::StoreAck(self.serve_store(now, m.descriptor))
+            }
+            Message::FindNode(m) => {
+                self.stats.requests[2] += 1;
+                let nodes = match NodeId::from_key(&m.target) {
+                    Some(target) => self.closest_infos(&target, true, now),
+                    None => Vec::new(),
+                };
+                Message::FindNodeResult(FindNodeResult { nodes })
+            }
+            Message::FindValue(m) => {
+                self.stats.requests[3] += 1;
+                Message::FindValueResult(self.serve_find_value(now, &m))
+            }
+            // Responses were refused above.
+            other => return self.refuse(Refusal::NotARequest(other.message_type().byte())),
+        };
+        Outcome::Respond(Frame::new(msg_id, response).encode())
+    }
+
+    fn refuse(&mut self, r: Refusal) -> Outcome {
+        let i = (r.code().code() as usize).saturating_sub(1);
+        if let Some(c) = self.stats.refused.get_mut(i) {
+            *c += 1;
+        }
+        Outcome::Refuse(r)
+    }
+
+    /// The K closest table entries to `target` as wire `NodeInfo`s; with
+    /// `include_self`, this node is added when fewer than K are known
+    /// (reference clients fill their table only from this answer).
+    pub(super) fn closest_infos(
+        &self,
+        target: &NodeId,
+        include_self: bool,
+        now: Timestamp,
+    ) -> Vec<NodeInfo> {
+        let k = self.config.k;
+        // Fresh entries first: a dead entry costs a reference peer 30 s.
+        let mut nodes: Vec<NodeInfo> = self
+            .table
+            .closest_fresh_iter(target)
+            .take(k)
+            .map(|p| NodeInfo {
+                identity: p.identity,
+                addr: p.addr.clone(),
+                last_seen: p.last_seen,
+            })
+            .collect();
+        if include_self && nodes.len() < k {
+            nodes.push(NodeInfo {
+                identity: self.identity,
+                addr: self.local_addr.clone(),
+                last_seen: now,
+            });
+        }
+        nodes
+    }
+
+    fn serve_store(&mut self, now: Timestamp, d: crate::Descriptor) -> StoreAck {
+        let refuse = |node: &mut Node, reason: String| {
+            node.stats.stores_refused += 1;
+            StoreAck {
+                stored: false,
+                reason: Some(reason),
+            }
+        };
+        let valid = match d.validate(now) {
+            Ok(v) => v,
+            Err(e) => return refuse(self, format!("invalid: {e}")),
+        };
+        if !self.config.publish_proxy && !self.is_responsible(&valid) {
+            return refuse(
+                self,
+                "not responsible: this node is not among the K closest it knows to any of the routing keys".to_owned(),
+            );
+        }
+        let id = valid.id;
+        let publisher = valid.publisher;
+        match self.storage.offer(valid, now) {
+            Ok(stored) => {
+                if let Some(d) = stored.descriptor() {
+                    if self.config.publish_proxy {
+                        self.queue_replication(now, std::sync::Arc::clone(d));
+                    }
+                    self.push_event(Event::DescriptorStored { id, publisher });
+                }
+                StoreAck {
+                    stored: true,
+                    reason: None,
+                }
+            }
+            Err(refusal) => refuse(self, refusal.to_string()),
+        }
+    }
+
+    /// Whether we are among the K closest we know to at least one of the
+    /// descriptor's routing keys (or know fewer than K peers).
+    fn is_responsible(&self, d: &crate::ValidDescriptor) -> bool {
+        let k = self.config.k;
+        if self.table.len() < k {
+            return true;
+        }
+        d.routing_keys.iter().any(|key| {
+            let Some(target) = NodeId::from_key(key) else {
+                return false;
+            };
+            let mine = self.local_id.distance(&target);
+            let closer = self
+                .table
+                .closest_iter(&target)
+                .take(k)
+                .filter(|p| p.id.distance(&target) < mine)
+                .count();
+            closer < k
+        })
+    }
+
+    fn serve_find_value(&mut self, now: Timestamp, m: &FindValue) -> FindValueResult {
+        let max = m.max_results.min(self.config.max_results_served) as usize;
+        let filters = m.filters.clone().unwrap_or_default();
+        let found = self.storage.find(&m.key, &filters, max, now);
+        if !found.is_empty() {
+            return FindValueResult::Descriptors(
+                found.iter().map(|d| d.descriptor().clone()).collect(),
+            );
+        }
+        let nodes = match NodeId::from_key(&m.key) {
+            Some(target) => self.closest_infos(&target, false, now),
+            None => Vec::new(),
+        };
+        FindValueResult::Nodes(nodes)
+    }
+}
