@@ -562,3 +562,81 @@ fn revocation_removes_a_descriptor_everywhere() {
     let left: Vec<Hash> = net.discover(9, k, None);
     assert!(!left.contains(&id));
 }
+
+/// A full bucket pings its oldest entry when a newcomer answers us: an
+/// oldest entry that answers is kept (the newcomer dropped); one that does
+/// not is evicted and the newcomer takes its place.
+#[test]
+fn a_full_bucket_challenges_its_oldest_entry() {
+    let k = 2;
+    let mut net = Net::new(16, |_| Config {
+        k,
+        ..Config::testing()
+    });
+    net.bootstrap_all();
+    let me = net.nodes[0].node_id();
+    let bucket_of = |net: &Net, i: usize| me.bucket_index(&net.nodes[i].node_id());
+    // The fullest bucket of node 0, and a node in that range it does not hold.
+    let (bucket, outsider) = (0..256)
+        .filter(|&b| net.nodes[0].routing_table().bucket(b).len() == k)
+        .find_map(|b| {
+            (1..net.nodes.len())
+                .find(|&i| {
+                    bucket_of(&net, i) == Some(b)
+                        && !net.nodes[0]
+                            .routing_table()
+                            .contains(&net.nodes[i].node_id())
+                })
+                .map(|i| (b, i))
+        })
+        .expect("a full bucket with a node left out");
+    let oldest = net.nodes[0].routing_table().bucket(bucket)[0].clone();
+
+    // The oldest entry is alive: it stays, the newcomer does not get in.
+    let now = net.now;
+    let q = net.nodes[0].ping(now, net.addrs[outsider].clone()).unwrap();
+    net.wait(0, q, Duration::from_secs(10));
+    let until = net.now.saturating_add(Duration::from_secs(10));
+    net.run(until, |_| false);
+    let table = net.nodes[0].routing_table();
+    assert!(table.contains(&oldest.id), "a live oldest entry is kept");
+    assert!(!table.contains(&net.nodes[outsider].node_id()));
+
+    // Having answered, it moved to the tail. The entry now oldest dies:
+    // the next newcomer contact evicts it.
+    let bucket_now = net.nodes[0].routing_table().bucket(bucket);
+    assert_eq!(
+        bucket_now[k - 1].id,
+        oldest.id,
+        "a kept entry moves to the tail"
+    );
+    let oldest = bucket_now[0].clone();
+    let oldest_index = net.by_addr[&oldest.addr];
+    net.alive[oldest_index] = false;
+    let now = net.now;
+    let q = net.nodes[0].ping(now, net.addrs[outsider].clone()).unwrap();
+    net.wait(0, q, Duration::from_secs(10));
+    let until = net.now.saturating_add(Duration::from_secs(10));
+    net.run(until, |_| false);
+    let table = net.nodes[0].routing_table();
+    assert!(
+        !table.contains(&oldest.id),
+        "a dead oldest entry is evicted"
+    );
+    // The newest pending candidate (the outsider, or a peer that answered
+    // us after it while the challenge ran) took the freed place.
+    let evicted_at = net.events[0]
+        .iter()
+        .position(|e| matches!(e, Event::PeerEvicted(p) if p.id == oldest.id))
+        .expect("an eviction event");
+    let replacement = net.events[0][evicted_at + 1..]
+        .iter()
+        .find_map(|e| match e {
+            Event::PeerAdded(p) if me.bucket_index(&p.id) == Some(bucket) => Some(p.id),
+            _ => None,
+        })
+        .expect("a newcomer added to the bucket");
+    assert!(table.contains(&replacement));
+    assert_eq!(table.bucket(bucket).len(), k);
+    table.check_invariants().unwrap();
+}
