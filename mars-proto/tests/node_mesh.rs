@@ -640,3 +640,49 @@ fn a_full_bucket_challenges_its_oldest_entry() {
     assert_eq!(table.bucket(bucket).len(), k);
     table.check_invariants().unwrap();
 }
+
+/// A STORE of a descriptor with too many routing keys is a well-formed
+/// request for an invalid descriptor: it is answered with a STORE_ACK that
+/// names the rule, not with a stream reset.
+#[test]
+fn a_store_over_the_routing_key_bound_gets_a_reasoned_ack() {
+    let mut net = Net::new(1, |_| Config::testing());
+    let client = key(50);
+    let mut d = DescriptorBuilder::new(schema::CORE_CAPABILITY.hash(), net.now)
+        .routing_keys(schema::hierarchical_keys("a"))
+        .sign(&client)
+        .unwrap();
+    d.routing_keys = (0..9)
+        .map(|i| schema::routing_key(&format!("k{i}")))
+        .collect();
+    let frame = Frame::new(
+        MsgId([4; 16]),
+        Message::Store(mars_proto::wire::Store {
+            sender: client.identity(),
+            sender_addr: NodeAddr::quic("127.0.0.50:1"),
+            descriptor: d,
+        }),
+    )
+    .encode();
+    let info = PeerInfo {
+        identity: client.identity(),
+        addr: NodeAddr::quic("127.0.0.50:1"),
+    };
+    let now = net.now;
+    let Outcome::Respond(ack) = net.nodes[0].handle_request(now, &info, &frame) else {
+        panic!("expected a STORE_ACK")
+    };
+    let f = Frame::decode(&ack).unwrap();
+    assert_eq!(f.msg_id, MsgId([4; 16]));
+    match f.message {
+        Message::StoreAck(a) => {
+            assert!(!a.stored);
+            let reason = a.reason.unwrap();
+            assert!(
+                reason.contains("routing_keys") && reason.contains("9"),
+                "{reason}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -4,8 +4,8 @@ use super::{Event, Misbehaviour, Node, Outcome, PeerInfo, Refusal};
 use crate::node_id::NodeId;
 use crate::time::Timestamp;
 use crate::wire::{
-    DecodeLimits, FindNodeResult, FindValue, FindValueResult, Frame, Message, NodeInfo, Pong,
-    StoreAck,
+    DecodeError, DecodeLimits, FindNodeResult, FindValue, FindValueResult, Frame, FrameHeader,
+    MAX_BODY_LEN, Message, MessageType, MsgId, NodeInfo, Pong, StoreAck,
 };
 
 impl Node {
@@ -18,7 +18,7 @@ impl Node {
         };
         let request = match Frame::decode_request(frame, &limits) {
             Ok(f) => f,
-            Err(e) => return self.refuse(Refusal::Malformed(e)),
+            Err(e) => return self.refuse_undecodable(frame, e),
         };
         let msg_id = request.msg_id;
         let (sender, sender_addr) = match &request.message {
@@ -72,6 +72,32 @@ impl Node {
             other => return self.refuse(Refusal::NotARequest(other.message_type().byte())),
         };
         Outcome::Respond(Frame::new(msg_id, response).encode())
+    }
+
+    /// A STORE whose only defect is a descriptor over a validation bound
+    /// (more than 8 routing keys, refused while decoding) is a well-formed
+    /// request for an invalid descriptor: it gets a STORE_ACK naming the
+    /// rule, as a reference node would answer. Anything else undecodable
+    /// resets the stream.
+    fn refuse_undecodable(&mut self, frame: &[u8], e: DecodeError) -> Outcome {
+        let is_store =
+            FrameHeader::parse(frame, MAX_BODY_LEN).is_ok_and(|h| h.msg_type == MessageType::Store);
+        if let (true, DecodeError::TooManyItems { field, .. }) = (is_store, &e) {
+            if field.name == "routing_keys" {
+                if let Some(id) = frame.get(4..20).and_then(|b| <[u8; 16]>::try_from(b).ok()) {
+                    self.stats.requests[1] += 1;
+                    self.stats.stores_refused += 1;
+                    let ack = StoreAck {
+                        stored: false,
+                        reason: Some(format!("invalid: {e}")),
+                    };
+                    return Outcome::Respond(
+                        Frame::new(MsgId(id), Message::StoreAck(ack)).encode(),
+                    );
+                }
+            }
+        }
+        self.refuse(Refusal::Malformed(e))
     }
 
     fn refuse(&mut self, r: Refusal) -> Outcome {
