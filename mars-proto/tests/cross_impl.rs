@@ -86,7 +86,7 @@ enum HashIn {
     /// The reference has no SHA-256; it gets our digest.
     Sha256Of(Vec<u8>),
     Sha256Digest([u8; 32]),
-    /// An algorithm neither side knows (not 0x03/0x04), digest ≤ 64 bytes.
+    /// An algorithm neither side knows (not 0x03/0x04), digest ≤ 32 bytes.
     Unknown(u8, Vec<u8>),
 }
 
@@ -246,7 +246,7 @@ fn hash_in() -> BoxedStrategy<HashIn> {
         1 => any::<[u8; 32]>().prop_map(HashIn::Sha256Digest),
         1 => (
             any::<u8>().prop_filter("a known algorithm", |a| *a != 0x03 && *a != 0x04),
-            vec(any::<u8>(), 0..=64),
+            vec(any::<u8>(), 0..=32),
         )
             .prop_map(|(a, d)| HashIn::Unknown(a, d)),
     ]
@@ -1305,16 +1305,16 @@ fn reference_values_beyond_our_limits_are_refused_cleanly() {
         ),
         "{r:?}"
     );
-    // A BLAKE3 digest of the wrong length; an unknown algorithm's 65-byte digest.
+    // A BLAKE3 digest of the wrong length; an unknown algorithm's 33-byte digest.
     let r = decode(MSG_FIND_NODE, find_node(mc::Hash::new(0x03, vec![0; 31])));
     assert!(matches!(r, Err(E::BadDigest { .. })), "{r:?}");
-    let r = decode(MSG_FIND_NODE, find_node(mc::Hash::new(0x09, vec![0; 65])));
+    let r = decode(MSG_FIND_NODE, find_node(mc::Hash::new(0x09, vec![0; 33])));
     assert!(
         matches!(
             r,
             Err(E::TooLong {
-                len: 65,
-                max: 64,
+                len: 33,
+                max: 32,
                 ..
             })
         ),

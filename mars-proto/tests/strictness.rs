@@ -179,23 +179,23 @@ fn hash_digests_must_fit_their_algorithm() {
     let body = ping_v(vec![("target", target)]);
     let err = decode(MessageType::FindNode, &body).unwrap_err();
     assert!(matches!(err, DecodeError::BadDigest { .. }), "{err}");
-    // Unknown algorithms are carried, up to 64 bytes.
+    // Unknown algorithms are carried, up to 32 bytes.
     let other = map(vec![
         ("algorithm", V::Integer(0x77.into())),
-        ("digest", V::Bytes(vec![1; 48])),
+        ("digest", V::Bytes(vec![1; 20])),
     ]);
     assert!(decode(MessageType::FindNode, &ping_v(vec![("target", other)])).is_ok());
     let long = map(vec![
         ("algorithm", V::Integer(0x77.into())),
-        ("digest", V::Bytes(vec![1; 65])),
+        ("digest", V::Bytes(vec![1; 33])),
     ]);
     let err = decode(MessageType::FindNode, &ping_v(vec![("target", long)])).unwrap_err();
     assert!(
         matches!(
             err,
             DecodeError::TooLong {
-                len: 65,
-                max: 64,
+                len: 33,
+                max: 32,
                 ..
             }
         ),

@@ -278,7 +278,14 @@ fn cbor_value<'a>(buf: &'a [u8], r: &mut Reader<'a>, depth: usize) -> Result<Any
                     source,
                 })?;
                 let name = match &key {
-                    MapKey::Text(s) => Some((*s).to_owned()),
+                    MapKey::Text(s) => Some(
+                        std::str::from_utf8(s)
+                            .map_err(|_| PayloadError::Cbor {
+                                offset: key_offset,
+                                source: crate::wire::CborError::InvalidUtf8,
+                            })?
+                            .to_owned(),
+                    ),
                     MapKey::Other(_) => None,
                 };
                 keys.push(key);

@@ -591,7 +591,7 @@ mod tests {
         prop_oneof![
             any::<[u8; 32]>().prop_map(Hash::from_blake3_digest),
             any::<Vec<u8>>().prop_map(|b| Hash::sha256(&b)),
-            (0x05u8..=0xff, prop::collection::vec(any::<u8>(), 0..=64))
+            (0x05u8..=0xff, prop::collection::vec(any::<u8>(), 0..=32))
                 .prop_map(|(a, d)| Hash::new(HashAlgorithm::Other(a), &d).unwrap()),
         ]
     }

@@ -21,6 +21,7 @@ type Result<T> = std::result::Result<T, DecodeError>;
 
 const DEPTH_LIMIT: u32 = 16;
 
+#[inline]
 pub(crate) fn message_body(t: MessageType, body: &[u8], limits: &DecodeLimits) -> Result<Message> {
     let mut r = Reader::new(body);
     let m = match t {
@@ -244,7 +245,7 @@ fn map<'a>(
     for _ in 0..n {
         let key = r.map_key(depth).map_err(&err)?;
         let idx = match &key {
-            MapKey::Text(s) => names.iter().position(|k| k == s),
+            MapKey::Text(s) => names.iter().position(|k| k.as_bytes() == *s),
             MapKey::Other(_) => None,
         };
         match idx {
@@ -258,6 +259,7 @@ fn map<'a>(
                 f(r, i)?;
             }
             None => {
+                key.check_utf8().map_err(&err)?;
                 unknown.push(key);
                 r.skip(depth + 1).map_err(&err)?;
             }

@@ -147,7 +147,7 @@ impl Frame {
 
     /// Encodes header and body into a new buffer.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(256);
+        let mut out = Vec::with_capacity(HEADER_LEN + self.message.size_hint());
         self.encode_into(&mut out);
         out
     }
@@ -163,9 +163,12 @@ impl Frame {
             msg_id: self.msg_id,
             body_len,
         };
-        let mut h = [0u8; HEADER_LEN];
-        header.write(&mut h);
-        out[start..start + HEADER_LEN].copy_from_slice(&h);
+        if let Some(h) = out
+            .get_mut(start..start + HEADER_LEN)
+            .and_then(|s| <&mut [u8; HEADER_LEN]>::try_from(s).ok())
+        {
+            header.write(h);
+        }
     }
 
     /// Decodes one whole frame with the default limits.
@@ -236,6 +239,34 @@ impl Message {
             Message::FindNodeResult(_) => MessageType::FindNodeResult,
             Message::FindValue(_) => MessageType::FindValue,
             Message::FindValueResult(_) => MessageType::FindValueResult,
+        }
+    }
+
+    /// A capacity that holds the encoded body in one allocation (an
+    /// estimate: large fields exactly, fixed overhead generously).
+    pub fn size_hint(&self) -> usize {
+        fn descriptor(d: &crate::Descriptor) -> usize {
+            420 + d.topic.len() + d.payload.len() + 48 * d.routing_keys.len()
+        }
+        fn addr(a: &super::message::NodeAddr) -> usize {
+            40 + a.protocol.len() + a.address.len()
+        }
+        fn nodes(ns: &[super::message::NodeInfo]) -> usize {
+            ns.iter().map(|n| 90 + addr(&n.addr)).sum::<usize>() + 16
+        }
+        use super::message::FindValueResult;
+        match self {
+            Message::Ping(m) => 80 + addr(&m.sender_addr),
+            Message::Pong(m) => 100 + addr(&m.sender_addr) + addr(&m.observed_addr),
+            Message::Store(m) => 100 + addr(&m.sender_addr) + descriptor(&m.descriptor),
+            Message::StoreAck(m) => 24 + m.reason.as_ref().map_or(0, |r| r.len() + 16),
+            Message::FindNode(m) => 140 + addr(&m.sender_addr),
+            Message::FindNodeResult(m) => nodes(&m.nodes),
+            Message::FindValue(m) => 260 + addr(&m.sender_addr),
+            Message::FindValueResult(FindValueResult::Nodes(ns)) => nodes(ns),
+            Message::FindValueResult(FindValueResult::Descriptors(ds)) => {
+                ds.iter().map(descriptor).sum::<usize>() + 24
+            }
         }
     }
 

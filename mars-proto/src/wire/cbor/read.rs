@@ -89,11 +89,25 @@ impl Item {
     }
 }
 
-/// A map key as read: text keys are borrowed; others are kept as their raw
-/// encoding so duplicates can still be detected.
+/// A map key as read: text keys are borrowed as bytes (matching against the
+/// ASCII field names needs no UTF-8 check; unknown ones are checked before
+/// they are kept); other keys are kept as their raw encoding so duplicates
+/// can still be detected.
 pub(crate) enum MapKey<'a> {
-    Text(&'a str),
+    Text(&'a [u8]),
     Other(&'a [u8]),
+}
+
+impl MapKey<'_> {
+    /// Checks that a text key is UTF-8 (known field names need not be checked).
+    pub(crate) fn check_utf8(&self) -> Result<(), CborError> {
+        match self {
+            MapKey::Text(b) => std::str::from_utf8(b)
+                .map(|_| ())
+                .map_err(|_| CborError::InvalidUtf8),
+            MapKey::Other(_) => Ok(()),
+        }
+    }
 }
 
 /// A cursor over one CBOR body.
@@ -273,11 +287,10 @@ impl<'a> Reader<'a> {
                 }
                 let mut v = Vec::with_capacity(n);
                 for _ in 0..n {
-                    match self.item()? {
-                        Item::Uint(b) if b <= 255 => v.push(b as u8),
-                        Item::Uint(b) => return Ok(ByteField::ElementOutOfRange(b)),
-                        other => return Err(unexpected("unsigned integer (a byte)", other)),
-                    }
+                    v.push(match self.array_byte()? {
+                        Ok(b) => b,
+                        Err(big) => return Ok(ByteField::ElementOutOfRange(big)),
+                    });
                 }
                 Ok(ByteField::Bytes(Cow::Owned(v)))
             }
@@ -304,11 +317,10 @@ impl<'a> Reader<'a> {
                 }
                 let mut a = [0u8; N];
                 for slot in a.iter_mut() {
-                    match self.item()? {
-                        Item::Uint(b) if b <= 255 => *slot = b as u8,
-                        Item::Uint(b) => return Ok(FixedField::ElementOutOfRange(b)),
-                        other => return Err(unexpected("unsigned integer (a byte)", other)),
-                    }
+                    *slot = match self.array_byte()? {
+                        Ok(b) => b,
+                        Err(big) => return Ok(FixedField::ElementOutOfRange(big)),
+                    };
                 }
                 Ok(FixedField::Ok(a))
             }
@@ -316,15 +328,36 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// Reads a map key (text keys borrowed, others kept raw for duplicate checks).
+    /// One element of a byte field written as an array of integers: `Ok(byte)`,
+    /// or `Err(value)` for an integer over 255. The two encodings the
+    /// reference uses (0x00–0x17 inline, 0x18 + byte) take a fast path.
+    #[inline]
+    fn array_byte(&mut self) -> Result<Result<u8, u64>, CborError> {
+        match self.buf.get(self.pos..self.pos + 2) {
+            Some(&[b, _]) if b <= 0x17 => {
+                self.pos += 1;
+                return Ok(Ok(b));
+            }
+            Some(&[0x18, v]) => {
+                self.pos += 2;
+                return Ok(Ok(v));
+            }
+            _ => {}
+        }
+        match self.item()? {
+            Item::Uint(b) if b <= 255 => Ok(Ok(b as u8)),
+            Item::Uint(b) => Ok(Err(b)),
+            other => Err(unexpected("unsigned integer (a byte)", other)),
+        }
+    }
+
+    /// Reads a map key (text keys borrowed unchecked — see [`MapKey`] —,
+    /// others kept raw for duplicate checks).
+    #[inline]
     pub(crate) fn map_key(&mut self, depth: u32) -> Result<MapKey<'a>, CborError> {
         let start = self.pos;
         match self.item()? {
-            Item::Text(len) => {
-                let b = self.string_body(len)?;
-                let s = std::str::from_utf8(b).map_err(|_| CborError::InvalidUtf8)?;
-                Ok(MapKey::Text(s))
-            }
+            Item::Text(len) => Ok(MapKey::Text(self.string_body(len)?)),
             other => {
                 self.skip_body(other, depth + 1)?;
                 Ok(MapKey::Other(&self.buf[start..self.pos]))
@@ -362,6 +395,7 @@ impl<'a> Reader<'a> {
                 let mut keys = KeySet::default();
                 for _ in 0..n {
                     let key = self.map_key(depth + 1)?;
+                    key.check_utf8()?;
                     keys.push(key);
                     self.skip(depth + 1)?;
                 }
@@ -384,13 +418,16 @@ pub(crate) struct KeySet<'a> {
 impl<'a> KeySet<'a> {
     pub(crate) fn push(&mut self, key: MapKey<'a>) {
         self.keys.push(match key {
-            MapKey::Text(s) => (true, s.as_bytes()),
+            MapKey::Text(s) => (true, s),
             MapKey::Other(raw) => (false, raw),
         });
     }
 
     /// Refuses the map if any key was pushed twice.
     pub(crate) fn check(mut self) -> Result<(), CborError> {
+        if self.keys.len() < 2 {
+            return Ok(());
+        }
         self.keys.sort_unstable();
         for w in self.keys.windows(2) {
             if w[0] == w[1] {

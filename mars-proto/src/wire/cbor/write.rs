@@ -16,7 +16,7 @@ impl<'a> Writer<'a> {
         Writer { out }
     }
 
-    #[inline]
+    #[inline(always)]
     fn head(&mut self, major: u8, arg: u64) {
         let m = major << 5;
         if arg < 24 {
