@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::address_policy::AddressPolicy;
+use crate::descriptor::SignatureCache;
 use crate::store::StoreConfig;
 
 /// How a [`Node`](crate::node::Node) behaves. `Config::default()` is a plain
@@ -23,6 +24,11 @@ pub struct Config {
     pub lookup_slow_after: Duration,
     /// A bucket with no activity for this long is refreshed (WIRE.md: 1 h).
     pub refresh_interval: Duration,
+    /// Most buckets refreshed (one lookup each, farthest first) right after
+    /// a bootstrap, so a new node learns the whole key space at once rather
+    /// than over the next hour. Default 16; a simulator joining thousands of
+    /// nodes at once may lower it to trade table completeness for speed.
+    pub bootstrap_refreshes: usize,
     /// Accept any valid STORE whatever its distance and replicate it to the
     /// K closest nodes of each routing key. Reference clients publish with a
     /// single STORE to the node they know, so a node serving clients needs it.
@@ -46,6 +52,11 @@ pub struct Config {
     pub replication_queue: usize,
     /// Descriptor store limits and rules.
     pub store: StoreConfig,
+    /// A memo of verified descriptor signatures shared by the nodes of one
+    /// process (see [`SignatureCache`]): each distinct descriptor is then
+    /// verified once, not once per replica or lookup answer. Validation
+    /// results are unchanged. Default: none.
+    pub signature_cache: Option<SignatureCache>,
 }
 
 impl Default for Config {
@@ -56,6 +67,7 @@ impl Default for Config {
             request_timeout: Duration::from_secs(5),
             lookup_slow_after: Duration::from_secs(1),
             refresh_interval: Duration::from_secs(3600),
+            bootstrap_refreshes: 16,
             publish_proxy: false,
             address_policy: AddressPolicy::public(),
             max_results_served: 20,
@@ -66,6 +78,7 @@ impl Default for Config {
             verify_per_sec: 20,
             replication_queue: 1024,
             store: StoreConfig::default(),
+            signature_cache: None,
         }
     }
 }

@@ -396,3 +396,16 @@ fn find_value_result_descriptor_count_is_bounded_by_the_request() {
     );
     let _ = NodeAddr::quic("x:1");
 }
+
+#[test]
+fn borrowed_descriptor_results_encode_like_messages() {
+    let ds = vector_descriptors();
+    let mut out = Vec::new();
+    mars_proto::wire::encode_descriptors_result(MSG_ID, ds.iter(), &mut out);
+    let expect = Frame::new(
+        MSG_ID,
+        Message::FindValueResult(FindValueResult::Descriptors(ds)),
+    )
+    .encode();
+    assert_eq!(out, expect);
+}

@@ -2,12 +2,14 @@
 //! (WIRE.md, "Descriptor").
 
 mod builder;
+mod cache;
 mod canonical;
 pub mod limits;
 mod validate;
 
 pub use builder::DescriptorBuilder;
-pub use validate::{ValidDescriptor, ValidationError, validate_batch};
+pub use cache::SignatureCache;
+pub use validate::{ValidDescriptor, ValidationError, validate_batch, validate_batch_with};
 
 use crate::hash::Hash;
 use crate::identity::{Identity, Signature};

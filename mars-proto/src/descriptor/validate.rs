@@ -3,7 +3,7 @@
 use std::ops::Deref;
 use std::time::Duration;
 
-use super::{Descriptor, limits};
+use super::{Descriptor, SignatureCache, limits};
 use crate::hash::Hash;
 use crate::identity::Identity;
 use crate::time::Timestamp;
@@ -124,8 +124,23 @@ impl Deref for ValidDescriptor {
 impl Descriptor {
     /// Checks all eight rules at `now`, in the spec's order.
     pub fn validate(self, now: Timestamp) -> Result<ValidDescriptor, ValidationError> {
+        self.validate_with(now, None)
+    }
+
+    /// [`validate`](Descriptor::validate), answering the signature check
+    /// from `cache` when this exact (publisher, id, signature) verified
+    /// before in this process. The result is the same as without the cache.
+    pub fn validate_with(
+        self,
+        now: Timestamp,
+        cache: Option<&SignatureCache>,
+    ) -> Result<ValidDescriptor, ValidationError> {
         check_id(&self)?;
-        if !self.publisher.verify(self.id.digest(), &self.signature) {
+        let verified = match cache {
+            Some(c) => c.verify(&self),
+            None => self.publisher.verify(self.id.digest(), &self.signature),
+        };
+        if !verified {
             return Err(ValidationError::BadSignature {
                 publisher: self.publisher,
             });
@@ -220,6 +235,16 @@ pub fn validate_batch(
     descriptors: Vec<Descriptor>,
     now: Timestamp,
 ) -> Vec<Result<ValidDescriptor, ValidationError>> {
+    validate_batch_with(descriptors, now, None)
+}
+
+/// [`validate_batch`], skipping the signatures `cache` has seen verify
+/// (see [`SignatureCache`]); the rest go into the batch as usual.
+pub fn validate_batch_with(
+    descriptors: Vec<Descriptor>,
+    now: Timestamp,
+    cache: Option<&SignatureCache>,
+) -> Vec<Result<ValidDescriptor, ValidationError>> {
     let id_checks: Vec<Result<(), ValidationError>> = descriptors.iter().map(check_id).collect();
 
     // Signatures of the descriptors whose id is right and whose key decodes.
@@ -232,6 +257,11 @@ pub fn validate_batch(
         if id_checks[i].is_err() {
             continue;
         }
+        let cached = cache.is_some_and(|c| d.id.digest32().is_some_and(|id| c.known(&id, d)));
+        if cached {
+            sig_ok[i] = true;
+            continue;
+        }
         if let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(d.publisher.public_key()) {
             messages.push(d.id.digest());
             signatures.push(ed25519_dalek::Signature::from_bytes(d.signature.as_bytes()));
@@ -242,10 +272,12 @@ pub fn validate_batch(
     let batch_ok =
         !in_batch.is_empty() && ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok();
     for &i in &in_batch {
+        let d = &descriptors[i];
         sig_ok[i] = batch_ok
-            || descriptors[i]
-                .publisher
-                .verify(descriptors[i].id.digest(), &descriptors[i].signature);
+            || match cache {
+                Some(c) => c.verify(d),
+                None => d.publisher.verify(d.id.digest(), &d.signature),
+            };
     }
     drop(messages);
 

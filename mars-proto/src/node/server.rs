@@ -4,8 +4,8 @@ use super::{Event, Misbehaviour, Node, Outcome, PeerInfo, Refusal};
 use crate::node_id::NodeId;
 use crate::time::Timestamp;
 use crate::wire::{
-    DecodeError, DecodeLimits, FindNodeResult, FindValue, FindValueResult, Frame, FrameHeader,
-    MAX_BODY_LEN, Message, MessageType, MsgId, NodeInfo, Pong, StoreAck,
+    DecodeError, DecodeLimits, FindNodeResult, FindValueResult, Frame, FrameHeader, MAX_BODY_LEN,
+    Message, MessageType, MsgId, NodeInfo, Pong, StoreAck,
 };
 
 impl Node {
@@ -66,7 +66,25 @@ impl Node {
             }
             Message::FindValue(m) => {
                 self.stats.requests[3] += 1;
-                Message::FindValueResult(self.serve_find_value(now, &m))
+                let max = m.max_results.min(self.config.max_results_served) as usize;
+                let filters = m.filters.clone().unwrap_or_default();
+                let found = self.storage.find(&m.key, &filters, max, now);
+                if !found.is_empty() {
+                    // Encoded straight from the shared store entries: no
+                    // copy of their payloads on the hot path.
+                    let mut out = Vec::new();
+                    crate::wire::encode_descriptors_result(
+                        msg_id,
+                        found.iter().map(|d| d.descriptor()),
+                        &mut out,
+                    );
+                    return Outcome::Respond(out);
+                }
+                let nodes = match NodeId::from_key(&m.key) {
+                    Some(target) => self.closest_infos(&target, false, now),
+                    None => Vec::new(),
+                };
+                Message::FindValueResult(FindValueResult::Nodes(nodes))
             }
             // Responses were refused above.
             other => return self.refuse(Refusal::NotARequest(other.message_type().byte())),
@@ -147,7 +165,7 @@ impl Node {
                 reason: Some(reason),
             }
         };
-        let valid = match d.validate(now) {
+        let valid = match d.validate_with(now, self.config.signature_cache.as_ref()) {
             Ok(v) => v,
             Err(e) => return refuse(self, format!("invalid: {e}")),
         };
@@ -196,21 +214,5 @@ impl Node {
                 .count();
             closer < k
         })
-    }
-
-    fn serve_find_value(&mut self, now: Timestamp, m: &FindValue) -> FindValueResult {
-        let max = m.max_results.min(self.config.max_results_served) as usize;
-        let filters = m.filters.clone().unwrap_or_default();
-        let found = self.storage.find(&m.key, &filters, max, now);
-        if !found.is_empty() {
-            return FindValueResult::Descriptors(
-                found.iter().map(|d| d.descriptor().clone()).collect(),
-            );
-        }
-        let nodes = match NodeId::from_key(&m.key) {
-            Some(target) => self.closest_infos(&target, false, now),
-            None => Vec::new(),
-        };
-        FindValueResult::Nodes(nodes)
     }
 }

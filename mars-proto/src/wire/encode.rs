@@ -3,6 +3,7 @@
 //! integer arrays, and accepted by it).
 
 use super::cbor::Writer;
+use super::frame::{FrameHeader, HEADER_LEN, MessageType, MsgId};
 use super::message::*;
 use crate::descriptor::Descriptor;
 use crate::hash::Hash;
@@ -75,6 +76,42 @@ pub(crate) fn message_body(m: &Message, out: &mut Vec<u8>) {
                 }
             }
         }
+    }
+}
+
+/// Appends a whole FIND_VALUE_RESULT frame carrying `descriptors`, encoded
+/// from borrowed descriptors (a server answers from its store without
+/// copying payloads into a `Message` first). Same bytes as encoding
+/// `FindValueResult::Descriptors` of the same descriptors.
+pub fn encode_descriptors_result<'a>(
+    msg_id: MsgId,
+    descriptors: impl ExactSizeIterator<Item = &'a Descriptor> + Clone,
+    out: &mut Vec<u8>,
+) {
+    let hint: usize = descriptors
+        .clone()
+        .map(|d| 420 + d.topic.len() + d.payload.len() + 48 * d.routing_keys.len())
+        .sum();
+    out.reserve(HEADER_LEN + 24 + hint);
+    let start = out.len();
+    out.extend_from_slice(&[0u8; HEADER_LEN]);
+    let mut w = Writer::new(out);
+    w.map(1);
+    w.key("descriptors");
+    w.array(descriptors.len());
+    for d in descriptors {
+        descriptor(&mut w, d);
+    }
+    let header = FrameHeader {
+        msg_type: MessageType::FindValueResult,
+        msg_id,
+        body_len: out.len() - start - HEADER_LEN,
+    };
+    if let Some(h) = out
+        .get_mut(start..start + HEADER_LEN)
+        .and_then(|s| <&mut [u8; HEADER_LEN]>::try_from(s).ok())
+    {
+        header.write(h);
     }
 }
 

@@ -32,7 +32,7 @@ pub(crate) use cbor::{
     Item as CborItem, KeySet as CborKeySet, MapKey as CborMapKey, Reader as CborReader,
 };
 pub use decode::descriptor_from_cbor;
-pub use encode::descriptor_into;
+pub use encode::{descriptor_into, encode_descriptors_result};
 pub use error::{DecodeError, Field};
 pub use frame::{Frame, FrameHeader, HEADER_LEN, MAGIC, MessageType, MsgId, VERSION};
 pub use limits::{DecodeLimits, MAX_ADDRESS_LEN, MAX_BODY_LEN, MAX_PROTOCOL_LEN, MAX_REASON_LEN};
