@@ -22,7 +22,7 @@ if ! [[ "$FUZZ_SECONDS" =~ ^[0-9]+$ ]] || ((FUZZ_SECONDS < 1 || FUZZ_SECONDS > 6
     exit 2
 fi
 VECTORS="${MARS_VECTORS:-$ROOT/../shared/vectors}"
-read -r -a TARGETS <<<"${FUZZ_TARGETS:-frame_decode descriptor_validate node_input}"
+read -r -a TARGETS <<<"${FUZZ_TARGETS:-frame_decode descriptor_validate node_input quic_host}"
 # Flags shared by build and run, so `run` does not rebuild differently.
 BUILD_FLAGS=(--sanitizer none --debug-assertions)
 LOG_DIR="$ROOT/fuzz/target/fuzz-logs"

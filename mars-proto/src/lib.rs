@@ -41,6 +41,8 @@ mod identity;
 mod lookup;
 pub mod node;
 mod node_id;
+#[cfg(feature = "quic")]
+pub mod quic;
 mod rng;
 pub mod routing;
 pub mod schema;
@@ -50,8 +52,8 @@ pub mod wire;
 
 pub use config::Config;
 pub use descriptor::{
-    Descriptor, DescriptorBuilder, ValidDescriptor, ValidationError, limits as descriptor_limits,
-    validate_batch,
+    Descriptor, DescriptorBuilder, SignatureCache, ValidDescriptor, ValidationError,
+    limits as descriptor_limits, validate_batch, validate_batch_with,
 };
 pub use did::DidError;
 pub use hash::{Hash, HashAlgorithm};
