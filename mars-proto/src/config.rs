@@ -22,6 +22,10 @@ pub struct Config {
     /// of the α slots (it is still awaited until `request_timeout`), so dead
     /// peers overlap instead of costing a timeout each.
     pub lookup_slow_after: Duration,
+    /// A query still running after this long completes with what it has
+    /// (partial results, `LookupStats::timed_out` set). Lookups normally end
+    /// long before, since every request times out after `request_timeout`.
+    pub query_timeout: Duration,
     /// A bucket with no activity for this long is refreshed (WIRE.md: 1 h).
     pub refresh_interval: Duration,
     /// Most buckets refreshed (one lookup each, farthest first) right after
@@ -66,6 +70,7 @@ impl Default for Config {
             alpha: 3,
             request_timeout: Duration::from_secs(5),
             lookup_slow_after: Duration::from_secs(1),
+            query_timeout: Duration::from_secs(60),
             refresh_interval: Duration::from_secs(3600),
             bootstrap_refreshes: 16,
             publish_proxy: false,

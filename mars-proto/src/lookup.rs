@@ -65,6 +65,9 @@ pub struct LookupStats {
     pub rounds: u32,
     /// Peers that answered.
     pub responders: u32,
+    /// The query hit `Config::query_timeout` and reports the (partial)
+    /// results it had gathered by then.
+    pub timed_out: bool,
 }
 
 /// One lookup towards `target`.

@@ -686,3 +686,40 @@ fn a_store_over_the_routing_key_bound_gets_a_reasoned_ack() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A query that outlives `query_timeout` completes with the partial results
+/// it has, flagged as timed out.
+#[test]
+fn a_query_past_its_deadline_reports_partial_results() {
+    let config = || Config {
+        query_timeout: Duration::from_secs(2),
+        lookup_slow_after: Duration::from_secs(5),
+        ..Config::testing()
+    };
+    let mut net = Net::new(10, |_| config());
+    net.bootstrap_all();
+    let (id, _) = net.publish(3, "compute/partial", "t", 3600);
+    // Everyone but the querier and the publisher goes silent.
+    for i in 0..10 {
+        if i != 0 && i != 3 {
+            net.alive[i] = false;
+        }
+    }
+    let start = net.now;
+    let q = net.nodes[0]
+        .discover(start, schema::routing_key("compute/partial"), None, 20)
+        .unwrap();
+    let r = net.wait(0, q, Duration::from_secs(30));
+    let stats = net.stats(0, q).unwrap();
+    assert!(stats.timed_out, "{stats:?}");
+    assert!(net.now.duration_since(start) <= Duration::from_secs(3));
+    match r {
+        QueryResult::Discover { descriptors, .. } => {
+            assert_eq!(
+                descriptors.iter().map(|d| d.id).collect::<Vec<_>>(),
+                vec![id]
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -57,6 +57,10 @@ pub(super) struct Query {
     /// Started by the node itself (refresh, replication): no `QueryDone`.
     pub(super) internal: bool,
     pub(super) slots: Vec<Slot>,
+    /// When the query completes with whatever it has.
+    pub(super) deadline: Timestamp,
+    /// Set when the deadline ended it.
+    pub(super) timed_out: bool,
 }
 
 #[derive(Debug)]
@@ -179,6 +183,9 @@ impl Node {
                 kind: QueryKind::Ping,
                 internal: false,
                 slots: Vec::new(),
+                // Bounded by its one request's timeout instead.
+                deadline: Timestamp::from_micros(u64::MAX),
+                timed_out: false,
             },
         );
         let msg = Message::Ping(Ping {
@@ -256,12 +263,16 @@ impl Node {
             });
         }
         let id = self.new_query_id();
+        let deadline = now.saturating_add(self.config.query_timeout);
+        self.query_deadlines.insert((deadline, id));
         self.queries.insert(
             id,
             Query {
                 kind,
                 internal,
                 slots,
+                deadline,
+                timed_out: false,
             },
         );
         self.drive(now, id);
@@ -455,9 +466,34 @@ impl Node {
         };
     }
 
+    /// Queries past `query_timeout` complete with what they have.
+    pub(super) fn expire_queries(&mut self, now: Timestamp) {
+        while let Some(&(t, qid)) = self.query_deadlines.first() {
+            if t > now {
+                break;
+            }
+            self.query_deadlines.pop_first();
+            let Some(mut q) = self.queries.remove(&qid) else {
+                continue;
+            };
+            for s in &mut q.slots {
+                if let Phase::Storing { outstanding } = s.phase {
+                    s.replicas.failed += outstanding;
+                }
+                s.phase = Phase::Done;
+            }
+            q.timed_out = true;
+            self.complete(now, qid, q);
+        }
+    }
+
     /// Turns a finished query into its event.
     fn complete(&mut self, now: Timestamp, qid: QueryId, q: Query) {
-        let mut stats = LookupStats::default();
+        self.query_deadlines.remove(&(q.deadline, qid));
+        let mut stats = LookupStats {
+            timed_out: q.timed_out,
+            ..LookupStats::default()
+        };
         for s in &q.slots {
             let l = s.lookup.stats();
             stats.rpcs += l.rpcs;
@@ -636,6 +672,7 @@ impl Node {
                             failures: 0,
                             rounds: 1,
                             responders: 1,
+                            timed_out: false,
                         },
                     });
                 }
@@ -766,6 +803,7 @@ impl Node {
                             failures: 1,
                             rounds: 0,
                             responders: 0,
+                            timed_out: false,
                         },
                     });
                 }

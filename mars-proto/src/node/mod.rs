@@ -202,6 +202,8 @@ pub enum TimerReason {
     RequestTimeout,
     /// A lookup request has been unanswered long enough to free its α slot.
     SlowRequest,
+    /// A query reaches `query_timeout` and completes with partial results.
+    QueryDeadline,
     /// A stored descriptor expires.
     StoreExpiry,
     /// One of our own descriptors is due for republishing.
@@ -249,6 +251,8 @@ pub struct Node {
     deadlines: BTreeSet<(Timestamp, RequestId)>,
     /// When lookup requests stop holding an α slot.
     slow: BTreeSet<(Timestamp, RequestId)>,
+    /// When queries complete with whatever they have.
+    query_deadlines: BTreeSet<(Timestamp, QueryId)>,
     outbox: VecDeque<OutboundRequest>,
     events: VecDeque<Event>,
     /// Requesters waiting for a PING at their claimed address.
@@ -292,6 +296,7 @@ impl Node {
             pending: BTreeMap::new(),
             deadlines: BTreeSet::new(),
             slow: BTreeSet::new(),
+            query_deadlines: BTreeSet::new(),
             outbox: VecDeque::new(),
             events: VecDeque::new(),
             verify_queue: VecDeque::new(),
@@ -373,6 +378,10 @@ impl Node {
             TimerReason::RequestTimeout,
         );
         offer(self.slow.first().map(|(t, _)| *t), TimerReason::SlowRequest);
+        offer(
+            self.query_deadlines.first().map(|(t, _)| *t),
+            TimerReason::QueryDeadline,
+        );
         offer(self.storage.next_expiry(), TimerReason::StoreExpiry);
         offer(
             self.own.values().map(|o| o.republish_at).min(),
@@ -402,6 +411,7 @@ impl Node {
             }
         }
         self.handle_slow_requests(now);
+        self.expire_queries(now);
         let expired = self.storage.sweep(now);
         if !expired.is_empty() {
             self.push_event(Event::DescriptorsExpired {
