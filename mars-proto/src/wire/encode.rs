@@ -102,17 +102,7 @@ pub fn encode_descriptors_result<'a>(
     for d in descriptors {
         descriptor(&mut w, d);
     }
-    let header = FrameHeader {
-        msg_type: MessageType::FindValueResult,
-        msg_id,
-        body_len: out.len() - start - HEADER_LEN,
-    };
-    if let Some(h) = out
-        .get_mut(start..start + HEADER_LEN)
-        .and_then(|s| <&mut [u8; HEADER_LEN]>::try_from(s).ok())
-    {
-        header.write(h);
-    }
+    FrameHeader::patch(out, start, MessageType::FindValueResult, msg_id);
 }
 
 /// Appends one descriptor as the map the wire carries (not the canonical

@@ -120,6 +120,22 @@ impl FrameHeader {
         })
     }
 
+    /// Fills in the header reserved at `out[start..start + 24]` once the
+    /// body after it has been appended (its length is then known).
+    pub(crate) fn patch(out: &mut [u8], start: usize, msg_type: MessageType, msg_id: MsgId) {
+        let header = FrameHeader {
+            msg_type,
+            msg_id,
+            body_len: out.len().saturating_sub(start + HEADER_LEN),
+        };
+        if let Some(h) = out
+            .get_mut(start..start + HEADER_LEN)
+            .and_then(|s| <&mut [u8; HEADER_LEN]>::try_from(s).ok())
+        {
+            header.write(h);
+        }
+    }
+
     /// Writes the 24 header bytes.
     pub fn write(&self, out: &mut [u8; HEADER_LEN]) {
         out[0..2].copy_from_slice(&MAGIC.to_be_bytes());
@@ -157,18 +173,7 @@ impl Frame {
         let start = out.len();
         out.extend_from_slice(&[0u8; HEADER_LEN]);
         encode::message_body(&self.message, out);
-        let body_len = out.len() - start - HEADER_LEN;
-        let header = FrameHeader {
-            msg_type: self.message.message_type(),
-            msg_id: self.msg_id,
-            body_len,
-        };
-        if let Some(h) = out
-            .get_mut(start..start + HEADER_LEN)
-            .and_then(|s| <&mut [u8; HEADER_LEN]>::try_from(s).ok())
-        {
-            header.write(h);
-        }
+        FrameHeader::patch(out, start, self.message.message_type(), self.msg_id);
     }
 
     /// Decodes one whole frame with the default limits.
