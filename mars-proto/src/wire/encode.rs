@@ -88,10 +88,7 @@ pub fn encode_descriptors_result<'a>(
     descriptors: impl ExactSizeIterator<Item = &'a Descriptor> + Clone,
     out: &mut Vec<u8>,
 ) {
-    let hint: usize = descriptors
-        .clone()
-        .map(|d| 420 + d.topic.len() + d.payload.len() + 48 * d.routing_keys.len())
-        .sum();
+    let hint: usize = descriptors.clone().map(descriptor_size_hint).sum();
     out.reserve(HEADER_LEN + 24 + hint);
     let start = out.len();
     out.extend_from_slice(&[0u8; HEADER_LEN]);
@@ -103,6 +100,12 @@ pub fn encode_descriptors_result<'a>(
         descriptor(&mut w, d);
     }
     FrameHeader::patch(out, start, MessageType::FindValueResult, msg_id);
+}
+
+/// Bytes that hold one encoded descriptor: its variable fields exactly,
+/// the fixed part (keys, hashes, identity, signature) generously.
+pub(crate) fn descriptor_size_hint(d: &Descriptor) -> usize {
+    420 + d.topic.len() + d.payload.len() + 48 * d.routing_keys.len()
 }
 
 /// Appends one descriptor as the map the wire carries (not the canonical

@@ -250,9 +250,7 @@ impl Message {
     /// A capacity that holds the encoded body in one allocation (an
     /// estimate: large fields exactly, fixed overhead generously).
     pub fn size_hint(&self) -> usize {
-        fn descriptor(d: &crate::Descriptor) -> usize {
-            420 + d.topic.len() + d.payload.len() + 48 * d.routing_keys.len()
-        }
+        let descriptor = encode::descriptor_size_hint;
         fn addr(a: &super::message::NodeAddr) -> usize {
             40 + a.protocol.len() + a.address.len()
         }
