@@ -2,13 +2,19 @@
 //! O(max_results) promise of FIND_VALUE on a popular key, and a property:
 //! after any sequence of offers, sweeps and removals the engine's indexes
 //! and the rules' state agree.
+//!
+//! Every scenario runs on every storage engine: the in-memory one
+//! (`memory::…`) and, with feature `lmdb`, the durable one (`lmdb::…`), so
+//! the rules are shown to hold whatever engine is underneath.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use mars_proto::schema::{KeyRotation, Revocation, RevocationReason};
 use mars_proto::store::{
-    DescriptorStore, MemoryStore, Storage, StoreConfig, StoreRefusal, Stored, stored_size,
+    DescriptorStore, KeyScan, MemoryStore, Storage, StoreConfig, StoreError, StoreRefusal, Stored,
+    stored_size,
 };
 use mars_proto::wire::Filters;
 use mars_proto::{
@@ -41,8 +47,177 @@ fn roomy() -> StoreConfig {
     }
 }
 
-fn storage(config: StoreConfig) -> Storage {
-    Storage::new(MemoryStore::new(), config)
+/// A storage engine the scenarios run on: a fresh, empty one, and its own
+/// index check.
+trait Engine: DescriptorStore + Sized {
+    fn fresh() -> Self;
+    fn check(&self) -> Result<(), String>;
+}
+
+impl Engine for MemoryStore {
+    fn fresh() -> Self {
+        MemoryStore::new()
+    }
+    fn check(&self) -> Result<(), String> {
+        self.check_invariants()
+    }
+}
+
+#[cfg(feature = "lmdb")]
+mod lmdb_engine {
+    use std::path::PathBuf;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use mars_proto::store::{DescriptorStore, KeyScan, LmdbOptions, LmdbStore, StoreError};
+    use mars_proto::wire::Filters;
+    use mars_proto::{Hash, Identity, Timestamp, ValidDescriptor};
+
+    /// An `LmdbStore` in a directory of its own under the system temp
+    /// directory, removed when it is dropped.
+    #[derive(Debug)]
+    pub struct TempLmdb {
+        store: Option<LmdbStore>,
+        dir: PathBuf,
+    }
+
+    impl TempLmdb {
+        fn store(&self) -> &LmdbStore {
+            self.store.as_ref().expect("open until dropped")
+        }
+        fn store_mut(&mut self) -> &mut LmdbStore {
+            self.store.as_mut().expect("open until dropped")
+        }
+    }
+
+    impl super::Engine for TempLmdb {
+        fn fresh() -> Self {
+            static NEXT: AtomicUsize = AtomicUsize::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "mars-store-rules-{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            let store = LmdbStore::open(
+                &dir,
+                LmdbOptions {
+                    map_size: 256 << 20,
+                    ..LmdbOptions::default()
+                },
+            )
+            .expect("open a store in a fresh temp dir");
+            TempLmdb {
+                store: Some(store),
+                dir,
+            }
+        }
+        fn check(&self) -> Result<(), String> {
+            self.store().check_invariants()?;
+            match self.store().read_errors() {
+                0 => Ok(()),
+                n => Err(format!("{n} read errors")),
+            }
+        }
+    }
+
+    impl Drop for TempLmdb {
+        fn drop(&mut self) {
+            drop(self.store.take());
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    impl DescriptorStore for TempLmdb {
+        fn put(
+            &mut self,
+            d: Arc<ValidDescriptor>,
+            remove: &[Hash],
+        ) -> Result<Option<Arc<ValidDescriptor>>, StoreError> {
+            self.store_mut().put(d, remove)
+        }
+        fn remove(&mut self, ids: &[Hash]) -> Result<Vec<Arc<ValidDescriptor>>, StoreError> {
+            self.store_mut().remove(ids)
+        }
+        fn get(&self, id: &Hash) -> Option<Arc<ValidDescriptor>> {
+            self.store().get(id)
+        }
+        fn by_replacement_key(
+            &self,
+            publisher: &Identity,
+            schema_hash: &Hash,
+            topic: &str,
+        ) -> Option<Arc<ValidDescriptor>> {
+            self.store()
+                .by_replacement_key(publisher, schema_hash, topic)
+        }
+        fn scan_key(&self, key: &Hash, f: &Filters, now: Timestamp, limit: usize) -> KeyScan {
+            self.store().scan_key(key, f, now, limit)
+        }
+        fn count_at(&self, key: &Hash) -> usize {
+            self.store().count_at(key)
+        }
+        fn soonest_expiring(&self) -> Option<Arc<ValidDescriptor>> {
+            self.store().soonest_expiring()
+        }
+        fn expiring_by(&self, deadline: Timestamp, limit: usize) -> Vec<Arc<ValidDescriptor>> {
+            self.store().expiring_by(deadline, limit)
+        }
+        fn len(&self) -> usize {
+            self.store().len()
+        }
+        fn total_bytes(&self) -> u64 {
+            self.store().total_bytes()
+        }
+    }
+}
+
+/// Declares each scenario once per engine: `memory::name` and, with
+/// feature `lmdb`, `lmdb::name`.
+macro_rules! on_every_engine {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(#[test]
+            fn $name() {
+                super::$name::<mars_proto::store::MemoryStore>()
+            })*
+        }
+        #[cfg(feature = "lmdb")]
+        mod lmdb {
+            $(#[test]
+            fn $name() {
+                super::$name::<super::lmdb_engine::TempLmdb>()
+            })*
+        }
+    };
+}
+
+on_every_engine!(
+    lower_sequence_is_stale,
+    equal_sequence_with_another_id_is_a_conflict,
+    identical_republish_is_idempotent_and_costs_no_token,
+    higher_sequence_replaces,
+    expired_at_offer_time_is_refused,
+    revocation_by_the_publisher_removes_its_target_and_is_stored,
+    revocation_arriving_before_its_target_refuses_the_target,
+    revocation_by_another_publisher_is_refused,
+    malformed_revocation_is_refused,
+    rotation_seq_must_increase,
+    rotation_fork_marks_the_identity_compromised,
+    rotation_with_a_bad_cross_signature_is_refused,
+    full_store_evicts_the_soonest_expiring_first,
+    byte_limit_evicts_as_many_as_needed_in_expiry_order,
+    per_key_cap_keeps_one_key_from_taking_the_store,
+    rate_limit_is_ten_per_minute_refilled_over_time,
+    refused_stores_cost_no_token,
+    sweep_removes_at_expiry_and_reports_the_next_deadline,
+    expired_entry_not_yet_swept_is_replaced_by_any_sequence,
+    find_applies_each_filter_and_the_limit,
+    find_on_a_popular_key_costs_the_limit_not_the_key,
+);
+
+fn storage<E: Engine>(config: StoreConfig) -> Storage<E> {
+    Storage::new(E::fresh(), config)
 }
 
 /// A descriptor of `schema` at `timestamp`, validated at `timestamp`.
@@ -110,17 +285,16 @@ fn refusal(r: Result<Stored, StoreRefusal>) -> StoreRefusal {
     }
 }
 
-fn check(s: &Storage) {
-    s.store().check_invariants().unwrap();
+fn check<E: Engine>(s: &Storage<E>) {
+    s.store().check().unwrap();
     s.check_invariants().unwrap();
 }
 
 // ---------------------------------------------------------------------------
 // Replacement by (publisher, schema_hash, topic) and sequence
 
-#[test]
-fn lower_sequence_is_stale() {
-    let mut s = storage(roomy());
+fn lower_sequence_is_stale<E: Engine>() {
+    let mut s = storage::<E>(roomy());
     let k = key(1);
     s.offer(D::cap("t", 5).by(&k), at(0)).unwrap();
     let e = refusal(s.offer(D::cap("t", 3).ts(at(1)).by(&k), at(1)));
@@ -129,9 +303,8 @@ fn lower_sequence_is_stale() {
     check(&s);
 }
 
-#[test]
-fn equal_sequence_with_another_id_is_a_conflict() {
-    let mut s = storage(roomy());
+fn equal_sequence_with_another_id_is_a_conflict<E: Engine>() {
+    let mut s = storage::<E>(roomy());
     let k = key(1);
     let first = D::cap("t", 4).by(&k);
     s.offer(first.clone(), at(0)).unwrap();
@@ -151,9 +324,8 @@ fn equal_sequence_with_another_id_is_a_conflict() {
     assert_eq!(s.get(&first.id).as_deref(), Some(&first));
 }
 
-#[test]
-fn identical_republish_is_idempotent_and_costs_no_token() {
-    let mut s = storage(StoreConfig {
+fn identical_republish_is_idempotent_and_costs_no_token<E: Engine>() {
+    let mut s = storage::<E>(StoreConfig {
         stores_per_minute: 1,
         ..StoreConfig::default()
     });
@@ -170,9 +342,8 @@ fn identical_republish_is_idempotent_and_costs_no_token() {
     check(&s);
 }
 
-#[test]
-fn higher_sequence_replaces() {
-    let mut s = storage(roomy());
+fn higher_sequence_replaces<E: Engine>() {
+    let mut s = storage::<E>(roomy());
     let k = key(1);
     let v1 = D::cap("t", 1).keys(&["a", "b"]).by(&k);
     let v2 = D::cap("t", 2).ts(at(10)).keys(&["b", "c"]).by(&k);
@@ -207,9 +378,8 @@ fn higher_sequence_replaces() {
     check(&s);
 }
 
-#[test]
-fn expired_at_offer_time_is_refused() {
-    let mut s = storage(roomy());
+fn expired_at_offer_time_is_refused<E: Engine>() {
+    let mut s = storage::<E>(roomy());
     let d = D::cap("t", 1).ttl(60).by(&key(1));
     let e = refusal(s.offer(d, at(60)));
     assert_eq!(
@@ -233,9 +403,8 @@ fn revocation(target: &Descriptor, by: &Keypair, ts: Timestamp) -> ValidDescript
         .unwrap()
 }
 
-#[test]
-fn revocation_by_the_publisher_removes_its_target_and_is_stored() {
-    let mut s = storage(roomy());
+fn revocation_by_the_publisher_removes_its_target_and_is_stored<E: Engine>() {
+    let mut s = storage::<E>(roomy());
     let k = key(1);
     let target = D::cap("t", 1).keys(&["compute", "compute/x"]).by(&k);
     s.offer(target.clone(), at(0)).unwrap();
@@ -271,9 +440,8 @@ fn revocation_by_the_publisher_removes_its_target_and_is_stored() {
     check(&s);
 }
 
-#[test]
-fn revocation_arriving_before_its_target_refuses_the_target() {
-    let mut s = storage(roomy());
+fn revocation_arriving_before_its_target_refuses_the_target<E: Engine>() {
+    let mut s = storage::<E>(roomy());
     let k = key(1);
     let target = D::cap("t", 1).by(&k);
     let rev = revocation(&target, &k, at(1));
@@ -285,9 +453,8 @@ fn revocation_arriving_before_its_target_refuses_the_target() {
     check(&s);
 }
 
-#[test]
-fn revocation_by_another_publisher_is_refused() {
-    let mut s = storage(roomy());
+fn revocation_by_another_publisher_is_refused<E: Engine>() {
+    let mut s = storage::<E>(roomy());
     let (owner, mallory) = (key(1), key(2));
     let target = D::cap("t", 1).by(&owner);
     s.offer(target.clone(), at(0)).unwrap();
@@ -306,9 +473,8 @@ fn revocation_by_another_publisher_is_refused() {
     check(&s);
 }
 
-#[test]
-fn malformed_revocation_is_refused() {
-    let mut s = storage(roomy());
+fn malformed_revocation_is_refused<E: Engine>() {
+    let mut s = storage::<E>(roomy());
     let d = D::cap("r", 1)
         .schema(schema::CORE_REVOCATION.hash())
         .payload(vec![0xff])
@@ -330,9 +496,8 @@ fn rotation(old: &Keypair, new: &Keypair, seq: u64, ts: Timestamp) -> ValidDescr
         .unwrap()
 }
 
-#[test]
-fn rotation_seq_must_increase() {
-    let mut s = storage(roomy());
+fn rotation_seq_must_increase<E: Engine>() {
+    let mut s = storage::<E>(roomy());
     let (old, a, b) = (key(1), key(2), key(3));
     s.offer(rotation(&old, &a, 1, at(0)), at(0)).unwrap();
     assert_eq!(s.rotation_of(&old.identity()), Some((1, a.identity())));
@@ -354,9 +519,8 @@ fn rotation_seq_must_increase() {
     check(&s);
 }
 
-#[test]
-fn rotation_fork_marks_the_identity_compromised() {
-    let mut s = storage(roomy());
+fn rotation_fork_marks_the_identity_compromised<E: Engine>() {
+    let mut s = storage::<E>(roomy());
     let (old, a, b) = (key(1), key(2), key(3));
     s.offer(rotation(&old, &a, 1, at(0)), at(0)).unwrap();
     let e = refusal(s.offer(rotation(&old, &b, 1, at(1)), at(1)));
@@ -386,9 +550,8 @@ fn rotation_fork_marks_the_identity_compromised() {
     check(&s);
 }
 
-#[test]
-fn rotation_with_a_bad_cross_signature_is_refused() {
-    let mut s = storage(roomy());
+fn rotation_with_a_bad_cross_signature_is_refused<E: Engine>() {
+    let mut s = storage::<E>(roomy());
     let (old, new) = (key(1), key(2));
     let mut r = KeyRotation::new(&old, &new, 1, at(0));
     r.new_signature = old.sign(b"not the old identity");
@@ -408,9 +571,8 @@ fn rotation_with_a_bad_cross_signature_is_refused() {
 // ---------------------------------------------------------------------------
 // Capacity, per-key cap, rate limit
 
-#[test]
-fn full_store_evicts_the_soonest_expiring_first() {
-    let mut s = storage(StoreConfig {
+fn full_store_evicts_the_soonest_expiring_first<E: Engine>() {
+    let mut s = storage::<E>(StoreConfig {
         max_descriptors: 3,
         ..roomy()
     });
@@ -452,8 +614,7 @@ fn full_store_evicts_the_soonest_expiring_first() {
     check(&s);
 }
 
-#[test]
-fn byte_limit_evicts_as_many_as_needed_in_expiry_order() {
+fn byte_limit_evicts_as_many_as_needed_in_expiry_order<E: Engine>() {
     let small: Vec<ValidDescriptor> = (0..4)
         .map(|i| {
             D::cap(&format!("s{i}"), 1)
@@ -463,7 +624,7 @@ fn byte_limit_evicts_as_many_as_needed_in_expiry_order() {
         .collect();
     let per = stored_size(&small[0]);
     let big = D::cap("big", 1).payload(vec![7; 2_000]).by(&key(1));
-    let mut s = storage(StoreConfig {
+    let mut s = storage::<E>(StoreConfig {
         max_bytes: per * 4 + 100,
         ..roomy()
     });
@@ -485,9 +646,8 @@ fn byte_limit_evicts_as_many_as_needed_in_expiry_order() {
     check(&s);
 }
 
-#[test]
-fn per_key_cap_keeps_one_key_from_taking_the_store() {
-    let mut s = storage(StoreConfig {
+fn per_key_cap_keeps_one_key_from_taking_the_store<E: Engine>() {
+    let mut s = storage::<E>(StoreConfig {
         max_per_key: 2,
         ..roomy()
     });
@@ -515,9 +675,8 @@ fn per_key_cap_keeps_one_key_from_taking_the_store() {
     check(&s);
 }
 
-#[test]
-fn rate_limit_is_ten_per_minute_refilled_over_time() {
-    let mut s = storage(StoreConfig::default());
+fn rate_limit_is_ten_per_minute_refilled_over_time<E: Engine>() {
+    let mut s = storage::<E>(StoreConfig::default());
     let k = key(1);
     for i in 0..10 {
         s.offer(D::cap(&format!("t{i}"), 1).by(&k), at(0)).unwrap();
@@ -543,9 +702,8 @@ fn rate_limit_is_ten_per_minute_refilled_over_time() {
     check(&s);
 }
 
-#[test]
-fn refused_stores_cost_no_token() {
-    let mut s = storage(StoreConfig {
+fn refused_stores_cost_no_token<E: Engine>() {
+    let mut s = storage::<E>(StoreConfig {
         stores_per_minute: 2,
         ..StoreConfig::default()
     });
@@ -563,9 +721,8 @@ fn refused_stores_cost_no_token() {
 // ---------------------------------------------------------------------------
 // Expiry
 
-#[test]
-fn sweep_removes_at_expiry_and_reports_the_next_deadline() {
-    let mut s = storage(StoreConfig {
+fn sweep_removes_at_expiry_and_reports_the_next_deadline<E: Engine>() {
+    let mut s = storage::<E>(StoreConfig {
         sweep_batch: 2,
         ..roomy()
     });
@@ -602,9 +759,8 @@ fn sweep_removes_at_expiry_and_reports_the_next_deadline() {
     check(&s);
 }
 
-#[test]
-fn expired_entry_not_yet_swept_is_replaced_by_any_sequence() {
-    let mut s = storage(roomy());
+fn expired_entry_not_yet_swept_is_replaced_by_any_sequence<E: Engine>() {
+    let mut s = storage::<E>(roomy());
     let k = key(1);
     s.offer(D::cap("t", 9).ttl(60).by(&k), at(0)).unwrap();
     let fresh = D::cap("t", 1).ts(at(61)).by(&k);
@@ -618,9 +774,8 @@ fn expired_entry_not_yet_swept_is_replaced_by_any_sequence() {
 // ---------------------------------------------------------------------------
 // FIND_VALUE
 
-#[test]
-fn find_applies_each_filter_and_the_limit() {
-    let mut s = storage(roomy());
+fn find_applies_each_filter_and_the_limit<E: Engine>() {
+    let mut s = storage::<E>(roomy());
     let (a, b) = (key(1), key(2));
     let hub = schema::INFRASTRUCTURE_HUB.hash();
     let a_cap = D::cap("t", 1).ts(at(0)).by(&a);
@@ -695,8 +850,7 @@ fn sign_and_validate_many(
 
 /// 10,000 descriptors at one key: a query for 20 examines 20 index
 /// entries, not 10,000 — with or without filters.
-#[test]
-fn find_on_a_popular_key_costs_the_limit_not_the_key() {
+fn find_on_a_popular_key_costs_the_limit_not_the_key<E: Engine>() {
     const N: usize = 10_000;
     let k = key(1);
     let loner = key(2);
@@ -706,7 +860,7 @@ fn find_on_a_popular_key_costs_the_limit_not_the_key() {
             .keys(&["compute", "compute/inference"])
             .unsigned(&k)
     });
-    let mut s = storage(roomy());
+    let mut s = storage::<E>(roomy());
     for d in descriptors {
         s.offer(d, at(3_000)).unwrap();
     }
@@ -744,6 +898,166 @@ fn find_on_a_popular_key_costs_the_limit_not_the_key() {
     assert!(scan.descriptors.iter().all(|d| d.timestamp >= at(2_997)));
     assert_eq!(scan.examined, scan.descriptors.len());
     assert!(scan.examined < 20);
+    check(&s);
+}
+
+// ---------------------------------------------------------------------------
+// An engine that fails: writes are all or nothing, and the rules follow
+
+/// A `MemoryStore` whose writes fail on demand, as a full or broken disk
+/// would make a durable engine's.
+#[derive(Debug, Default)]
+struct Flaky {
+    inner: MemoryStore,
+    fail: Arc<AtomicBool>,
+}
+
+impl Flaky {
+    /// A storage over a flaky engine, and the switch that breaks it.
+    fn storage(config: StoreConfig) -> (Storage<Flaky>, Arc<AtomicBool>) {
+        let fail = Arc::new(AtomicBool::new(false));
+        let engine = Flaky {
+            inner: MemoryStore::new(),
+            fail: Arc::clone(&fail),
+        };
+        (Storage::new(engine, config), fail)
+    }
+
+    fn error() -> StoreError {
+        StoreError::Io {
+            op: "write",
+            source: Arc::new(std::io::Error::other("disk on fire")),
+        }
+    }
+}
+
+impl DescriptorStore for Flaky {
+    fn put(
+        &mut self,
+        d: Arc<ValidDescriptor>,
+        remove: &[Hash],
+    ) -> Result<Option<Arc<ValidDescriptor>>, StoreError> {
+        if self.fail.load(Ordering::Relaxed) {
+            return Err(Self::error());
+        }
+        self.inner.put(d, remove)
+    }
+    fn remove(&mut self, ids: &[Hash]) -> Result<Vec<Arc<ValidDescriptor>>, StoreError> {
+        if self.fail.load(Ordering::Relaxed) {
+            return Err(Self::error());
+        }
+        self.inner.remove(ids)
+    }
+    fn get(&self, id: &Hash) -> Option<Arc<ValidDescriptor>> {
+        self.inner.get(id)
+    }
+    fn by_replacement_key(
+        &self,
+        publisher: &mars_proto::Identity,
+        schema_hash: &Hash,
+        topic: &str,
+    ) -> Option<Arc<ValidDescriptor>> {
+        self.inner.by_replacement_key(publisher, schema_hash, topic)
+    }
+    fn scan_key(&self, key: &Hash, f: &Filters, now: Timestamp, limit: usize) -> KeyScan {
+        self.inner.scan_key(key, f, now, limit)
+    }
+    fn count_at(&self, key: &Hash) -> usize {
+        self.inner.count_at(key)
+    }
+    fn soonest_expiring(&self) -> Option<Arc<ValidDescriptor>> {
+        self.inner.soonest_expiring()
+    }
+    fn expiring_by(&self, deadline: Timestamp, limit: usize) -> Vec<Arc<ValidDescriptor>> {
+        self.inner.expiring_by(deadline, limit)
+    }
+    fn len(&self) -> usize {
+        self.inner.len()
+    }
+    fn total_bytes(&self) -> u64 {
+        self.inner.total_bytes()
+    }
+}
+
+impl Engine for Flaky {
+    fn fresh() -> Self {
+        Flaky::default()
+    }
+    fn check(&self) -> Result<(), String> {
+        self.inner.check_invariants()
+    }
+}
+
+/// Storage's view of the engine, to compare before and after.
+fn snapshot<E: Engine>(s: &Storage<E>) -> Vec<Hash> {
+    s.store()
+        .expiring_by(Timestamp::from_micros(u64::MAX), usize::MAX)
+        .iter()
+        .map(|d| d.id)
+        .collect()
+}
+
+#[test]
+fn an_offer_the_engine_cannot_write_changes_nothing() {
+    let (mut s, fail) = Flaky::storage(StoreConfig {
+        max_descriptors: 1,
+        stores_per_minute: 2,
+        ..StoreConfig::default()
+    });
+    let (owner, newcomer) = (key(1), key(2));
+    let soon = D::cap("t", 1).ttl(60).by(&owner);
+    s.offer(soon.clone(), at(0)).unwrap();
+    let rev = revocation(&soon, &owner, at(1));
+    let held = snapshot(&s);
+    let tokens = s.rate_limiter().tokens(&newcomer.identity(), at(1));
+
+    fail.store(true, Ordering::Relaxed);
+    // Would evict `soon` (it expires first): the eviction must not happen.
+    let e = refusal(s.offer(D::cap("u", 1).by(&newcomer), at(1)));
+    assert_eq!(e, StoreRefusal::Storage(Flaky::error()));
+    assert_eq!(e.to_string(), "storage i/o error during write");
+    // Would remove its target and leave a tombstone: neither happens.
+    assert!(matches!(
+        s.offer(rev.clone(), at(1)),
+        Err(StoreRefusal::Storage(_))
+    ));
+    assert_eq!(snapshot(&s), held);
+    assert_eq!(s.rate_limiter().tokens(&newcomer.identity(), at(1)), tokens);
+    check(&s);
+
+    fail.store(false, Ordering::Relaxed);
+    s.offer(D::cap("u", 1).by(&newcomer), at(1)).unwrap();
+    assert!(s.get(&soon.id).is_none(), "evicted now");
+    check(&s);
+}
+
+#[test]
+fn a_sweep_the_engine_cannot_write_backs_off_and_is_counted() {
+    let (mut s, fail) = Flaky::storage(roomy());
+    let d = D::cap("t", 1).ttl(60).by(&key(1));
+    s.offer(d.clone(), at(0)).unwrap();
+    fail.store(true, Ordering::Relaxed);
+    assert!(s.sweep(at(60)).is_empty());
+    assert_eq!(s.failed_writes(), 1);
+    assert_eq!(
+        s.last_write_error(),
+        Some(&Flaky::error()),
+        "kept for the log"
+    );
+    // No busy loop: the deadline moves to the retry time…
+    let retry = at(60).saturating_add(mars_proto::store::SWEEP_RETRY_DELAY);
+    assert_eq!(s.next_expiry(), Some(retry));
+    assert!(!s.sweep_pending(at(60)));
+    assert!(s.sweep(at(60)).is_empty());
+    assert_eq!(s.failed_writes(), 1, "no attempt before the retry time");
+    // …and a removal outside the rules fails the same way.
+    assert_eq!(s.remove(&d.id), None);
+    assert_eq!(s.failed_writes(), 2);
+    assert!(s.try_remove(&[d.id]).is_err());
+    fail.store(false, Ordering::Relaxed);
+    assert!(s.sweep_pending(retry));
+    assert_eq!(s.sweep(retry).len(), 1);
+    assert_eq!(s.next_expiry(), None);
     check(&s);
 }
 
@@ -788,7 +1102,7 @@ fn op() -> impl Strategy<Value = Op> {
 const PATHS: [&str; 4] = ["a", "a/b", "a/b/c", "z"];
 const TTLS: [u32; 3] = [60, 120, 600];
 
-fn nth_held(s: &Storage, n: usize) -> Option<Arc<ValidDescriptor>> {
+fn nth_held<E: Engine>(s: &Storage<E>, n: usize) -> Option<Arc<ValidDescriptor>> {
     let all = s
         .store()
         .expiring_by(Timestamp::from_micros(u64::MAX), usize::MAX);
@@ -804,83 +1118,111 @@ proptest! {
 
     #[test]
     fn indexes_stay_consistent(ops in prop::collection::vec(op(), 1..40)) {
-        let keys: Vec<Keypair> = (0..6).map(|i| key(100 + i)).collect();
-        let mut s = storage(StoreConfig {
-            max_descriptors: 8,
-            max_bytes: 12_000,
-            max_per_key: 5,
-            stores_per_minute: 6,
-            max_tracked_publishers: 2,
-            max_tracked_rotations: 2,
-            max_compromised: 1,
-            sweep_batch: 3,
-        });
-        let mut now = at(100);
-        for op in ops {
-            match op {
-                Op::Offer { who, topic, seq, ttl, keys: bits, len, lag } => {
-                    let paths: Vec<&str> =
-                        (0..4).filter(|b| bits & (1 << b) != 0).map(|b| PATHS[b]).collect();
-                    let d = D::cap(&format!("t{topic}"), seq)
-                        .ts(now.saturating_sub(Duration::from_secs(lag)))
-                        .ttl(TTLS[ttl])
-                        .keys(&paths)
-                        .payload(vec![1; len])
-                        .unsigned(&keys[who]);
-                    if let Ok(v) = d.validate(now) {
-                        let before = s.len();
-                        match s.offer(v.clone(), now) {
-                            Ok(Stored::Unchanged) => prop_assert_eq!(s.len(), before),
-                            Ok(stored) => {
-                                let held = s.get(&v.id);
-                                prop_assert_eq!(held.as_deref(), Some(&v));
-                                prop_assert_eq!(stored.descriptor().map(|d| d.id), Some(v.id));
-                            }
-                            Err(_) => prop_assert_eq!(s.len(), before),
+        indexes_stay_consistent_on::<MemoryStore>(ops)?;
+    }
+}
+
+#[cfg(feature = "lmdb")]
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    #[test]
+    fn indexes_stay_consistent_on_lmdb(ops in prop::collection::vec(op(), 1..40)) {
+        indexes_stay_consistent_on::<lmdb_engine::TempLmdb>(ops)?;
+    }
+}
+
+/// The property, on engine `E`.
+fn indexes_stay_consistent_on<E: Engine>(ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let keys: Vec<Keypair> = (0..6).map(|i| key(100 + i)).collect();
+    let mut s = storage::<E>(StoreConfig {
+        max_descriptors: 8,
+        max_bytes: 12_000,
+        max_per_key: 5,
+        stores_per_minute: 6,
+        max_tracked_publishers: 2,
+        max_tracked_rotations: 2,
+        max_compromised: 1,
+        sweep_batch: 3,
+    });
+    let mut now = at(100);
+    for op in ops {
+        match op {
+            Op::Offer {
+                who,
+                topic,
+                seq,
+                ttl,
+                keys: bits,
+                len,
+                lag,
+            } => {
+                let paths: Vec<&str> = (0..4)
+                    .filter(|b| bits & (1 << b) != 0)
+                    .map(|b| PATHS[b])
+                    .collect();
+                let d = D::cap(&format!("t{topic}"), seq)
+                    .ts(now.saturating_sub(Duration::from_secs(lag)))
+                    .ttl(TTLS[ttl])
+                    .keys(&paths)
+                    .payload(vec![1; len])
+                    .unsigned(&keys[who]);
+                if let Ok(v) = d.validate(now) {
+                    let before = s.len();
+                    match s.offer(v.clone(), now) {
+                        Ok(Stored::Unchanged) => prop_assert_eq!(s.len(), before),
+                        Ok(stored) => {
+                            let held = s.get(&v.id);
+                            prop_assert_eq!(held.as_deref(), Some(&v));
+                            prop_assert_eq!(stored.descriptor().map(|d| d.id), Some(v.id));
                         }
+                        Err(_) => prop_assert_eq!(s.len(), before),
                     }
-                }
-                Op::Revoke { who, n } => {
-                    if let Some(target) = nth_held(&s, n) {
-                        let rev = Revocation::new(target.id, RevocationReason::Withdrawn)
-                            .descriptor_builder(&target, now)
-                            .sign(&keys[who])
-                            .unwrap();
-                        if let Ok(v) = rev.validate(now) {
-                            let owner = target.publisher == keys[who].identity();
-                            if let Ok(Stored::Inserted { .. } | Stored::Replaced { .. }) = s.offer(v, now) {
-                                prop_assert_eq!(s.get(&target.id).is_some(), !owner);
-                            }
-                        }
-                    }
-                }
-                Op::Rotate { who, to, seq } => {
-                    if who != to {
-                        let r = rotation(&keys[who], &keys[to], seq, now);
-                        let _ = s.offer(r, now);
-                    }
-                }
-                Op::Remove { n } => {
-                    if let Some(d) = nth_held(&s, n) {
-                        prop_assert!(s.remove(&d.id).is_some());
-                        prop_assert!(s.get(&d.id).is_none());
-                    }
-                }
-                Op::Sweep { secs } => {
-                    now = now.saturating_add(Duration::from_secs(secs));
-                    while s.sweep_pending(now) {
-                        for d in s.sweep(now) {
-                            prop_assert!(d.is_expired(now));
-                        }
-                    }
-                    prop_assert!(s.next_expiry().is_none_or(|t| t > now));
                 }
             }
-            let check_engine = s.store().check_invariants();
-            prop_assert!(check_engine.is_ok(), "{:?}", check_engine);
-            let check_rules = s.check_invariants();
-            prop_assert!(check_rules.is_ok(), "{:?}", check_rules);
-            prop_assert!(s.store().len() <= 8 && s.store().total_bytes() <= 12_000);
+            Op::Revoke { who, n } => {
+                if let Some(target) = nth_held(&s, n) {
+                    let rev = Revocation::new(target.id, RevocationReason::Withdrawn)
+                        .descriptor_builder(&target, now)
+                        .sign(&keys[who])
+                        .unwrap();
+                    if let Ok(v) = rev.validate(now) {
+                        let owner = target.publisher == keys[who].identity();
+                        if let Ok(Stored::Inserted { .. } | Stored::Replaced { .. }) =
+                            s.offer(v, now)
+                        {
+                            prop_assert_eq!(s.get(&target.id).is_some(), !owner);
+                        }
+                    }
+                }
+            }
+            Op::Rotate { who, to, seq } => {
+                if who != to {
+                    let r = rotation(&keys[who], &keys[to], seq, now);
+                    let _ = s.offer(r, now);
+                }
+            }
+            Op::Remove { n } => {
+                if let Some(d) = nth_held(&s, n) {
+                    prop_assert!(s.remove(&d.id).is_some());
+                    prop_assert!(s.get(&d.id).is_none());
+                }
+            }
+            Op::Sweep { secs } => {
+                now = now.saturating_add(Duration::from_secs(secs));
+                while s.sweep_pending(now) {
+                    for d in s.sweep(now) {
+                        prop_assert!(d.is_expired(now));
+                    }
+                }
+                prop_assert!(s.next_expiry().is_none_or(|t| t > now));
+            }
         }
+        let check_engine = s.store().check();
+        prop_assert!(check_engine.is_ok(), "{:?}", check_engine);
+        let check_rules = s.check_invariants();
+        prop_assert!(check_rules.is_ok(), "{:?}", check_rules);
+        prop_assert!(s.store().len() <= 8 && s.store().total_bytes() <= 12_000);
     }
+    Ok(())
 }

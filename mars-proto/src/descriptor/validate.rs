@@ -112,6 +112,29 @@ impl ValidDescriptor {
     pub fn into_inner(self) -> Descriptor {
         self.inner
     }
+
+    /// Rebuilds a descriptor that this process validated and then wrote to
+    /// its own durable store, from the bytes read back and the expiry
+    /// computed at validation (which depends on the validation time, so it
+    /// is stored beside the bytes).
+    ///
+    /// The signature is not verified again — it did verify before the
+    /// write, and checking ~100 µs per read would defeat the store — but
+    /// the id is recomputed from the fields and the static rules are
+    /// checked, so bytes that changed on disk are refused instead of
+    /// served as valid.
+    #[cfg(feature = "lmdb")]
+    pub(crate) fn from_verified_storage(
+        d: Descriptor,
+        expires_at: Timestamp,
+    ) -> Result<ValidDescriptor, ValidationError> {
+        check_id(&d)?;
+        check_static_rules(&d)?;
+        Ok(ValidDescriptor {
+            inner: d,
+            expires_at,
+        })
+    }
 }
 
 impl Deref for ValidDescriptor {

@@ -100,7 +100,7 @@ use crate::identity::{Identity, Keypair};
 use crate::node_id::NodeId;
 use crate::rng::Rng;
 use crate::routing::{Peer, RoutingTable};
-use crate::store::{MemoryStore, Storage};
+use crate::store::{BoxedStore, MemoryStore, Storage, StoreError};
 use crate::time::Timestamp;
 use crate::wire::{MsgId, NodeAddr};
 
@@ -245,7 +245,7 @@ pub struct Node {
     local_addr: NodeAddr,
     rng: Rng,
     table: RoutingTable,
-    storage: Storage<MemoryStore>,
+    storage: Storage<BoxedStore>,
     queries: BTreeMap<QueryId, Query>,
     pending: BTreeMap<RequestId, Pending>,
     deadlines: BTreeSet<(Timestamp, RequestId)>,
@@ -271,7 +271,8 @@ pub struct Node {
 
 impl Node {
     /// A node with `keypair`, reachable at `local_addr`, starting at `now`,
-    /// drawing all its randomness from `seed`.
+    /// drawing all its randomness from `seed`, storing descriptors in
+    /// memory.
     pub fn new(
         config: Config,
         keypair: Keypair,
@@ -279,10 +280,31 @@ impl Node {
         now: Timestamp,
         seed: u64,
     ) -> Self {
+        Self::with_store(
+            config,
+            keypair,
+            local_addr,
+            now,
+            seed,
+            Box::new(MemoryStore::default()),
+        )
+    }
+
+    /// [`new`](Node::new) with another storage engine (a durable one, say).
+    /// An engine that already holds descriptors (a restart) is resumed:
+    /// revocations and key rotations it holds keep being enforced.
+    pub fn with_store(
+        config: Config,
+        keypair: Keypair,
+        local_addr: NodeAddr,
+        now: Timestamp,
+        seed: u64,
+        store: BoxedStore,
+    ) -> Self {
         let identity = keypair.identity();
         let local_id = identity.node_id();
         let table = RoutingTable::new(local_id, config.k);
-        let storage = Storage::new(MemoryStore::default(), config.store.clone());
+        let storage = Storage::resume(store, config.store.clone());
         let next_refresh_check = now.saturating_add(config.refresh_interval);
         Node {
             keypair,
@@ -338,8 +360,16 @@ impl Node {
     }
 
     /// The descriptor store (read-only).
-    pub fn storage(&self) -> &Storage<MemoryStore> {
+    pub fn storage(&self) -> &Storage<BoxedStore> {
         &self.storage
+    }
+
+    /// Makes what the store committed durable (a disk engine's fsync; a
+    /// no-op in memory). A driver calls it before sending datagrams, so no
+    /// STORE_ACK leaves before its descriptor is on disk; the QUIC host
+    /// does so in [`poll_transmit`](crate::quic::Host::poll_transmit).
+    pub fn flush_storage(&mut self) -> Result<(), StoreError> {
+        self.storage.flush()
     }
 
     /// Counters.

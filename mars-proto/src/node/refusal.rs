@@ -13,7 +13,7 @@ use crate::wire::DecodeError;
 /// | 0x02 | body over the 1 MiB cap |
 /// | 0x03 | `sender` is not the connection's TLS identity |
 /// | 0x04 | not a request (a response type, or an unknown type) |
-/// | 0x05 | rate limited |
+/// | 0x05 | rate limited (the QUIC host's per-IP or per-identity request rate) |
 /// | 0x06 | busy (a bound was reached) |
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u64)]
@@ -56,9 +56,23 @@ pub enum Refusal {
     /// A response type (or unknown type) arrived as a request.
     #[error("message type 0x{0:02x} is not a request")]
     NotARequest(u8),
-    /// The requester exceeded its request rate.
+    /// The requester exceeded its request rate (a limit of the node's own).
     #[error("rate limited")]
     RateLimited,
+    /// The requests from the sender's source address exceeded their rate
+    /// (the QUIC host's per-IP limit, counted per IPv4 address or per IPv6
+    /// /64).
+    #[error("rate limited: requests from {ip}/{prefix_len} over their rate")]
+    RateLimitedByIp {
+        /// The address counted: the IPv4 address, or the /64's network address.
+        ip: std::net::IpAddr,
+        /// 32 for IPv4, 64 for IPv6.
+        prefix_len: u8,
+    },
+    /// The requests from the sender's identity exceeded their rate (the
+    /// QUIC host's per-identity limit).
+    #[error("rate limited: requests from this identity over their rate")]
+    RateLimitedByIdentity,
 }
 
 impl Refusal {
@@ -71,7 +85,9 @@ impl Refusal {
             | Refusal::NotARequest(_) => RefusalCode::NotARequest,
             Refusal::Malformed(_) => RefusalCode::Malformed,
             Refusal::SenderMismatch { .. } => RefusalCode::SenderMismatch,
-            Refusal::RateLimited => RefusalCode::RateLimited,
+            Refusal::RateLimited
+            | Refusal::RateLimitedByIp { .. }
+            | Refusal::RateLimitedByIdentity => RefusalCode::RateLimited,
         }
     }
 }

@@ -97,6 +97,12 @@ impl Conn {
         }
     }
 
+    /// Requests in flight: (sent by us, received from the peer).
+    #[cfg(test)]
+    pub(super) fn streams_in_flight(&self) -> (usize, usize) {
+        (self.out.len(), self.inbound.len())
+    }
+
     /// No request in flight either way.
     pub(super) fn is_idle(&self) -> bool {
         self.waiting.is_empty() && self.out.is_empty() && self.inbound.is_empty()

@@ -38,14 +38,32 @@
 //! streams on a connection it opened, so a request sent back over a peer's
 //! inbound connection would go unanswered.
 //!
-//! Randomness: QUIC connection ids and the endpoint's keys come from a
-//! generator seeded with the host's seed; TLS draws its own randomness from
-//! the operating system (through ring), as it must.
+//! Abuse limits, for a host on the public mesh (all in [`HostConfig`], on
+//! by default, counted in [`HostStats`]): connections per source IP beside
+//! the total; streams per connection (a QUIC transport parameter); request
+//! rates per source IP and per identity, checked when a request frame is
+//! complete and before the node sees it, a request over either rate being
+//! refused like the node's own refusals (reset with code 0x05, a
+//! [`HostEvent::Refused`]); and, while many inbound handshakes are in
+//! progress, a QUIC Retry for every connection attempt from an address not
+//! yet validated, so spoofed source addresses cannot make the host allocate
+//! connection state. Per-IP limits count an IPv6 peer by its /64.
+//!
+//! Randomness: QUIC connection ids come from a generator seeded with the
+//! host's seed; TLS draws its own randomness from the operating system
+//! (through ring), as it must, and so does quinn for its stateless-reset and
+//! Retry-token keys: a secret that could be recomputed from the seed would
+//! let anyone forge Retry tokens. quinn's only wall-clock reads (stamping and
+//! checking those tokens) go through a clock driven by the host's `now`.
 
+mod admission;
 mod config;
 mod conn;
 mod frame_buf;
+mod peer_ip;
+mod rate_limit;
 pub mod tls;
+mod token_clock;
 
 #[cfg(test)]
 mod tests;
@@ -60,14 +78,16 @@ use quinn_proto::{
     ClientConfig, ConnectionHandle, DatagramEvent, Endpoint, EndpointConfig, ServerConfig, StreamId,
 };
 
-pub use config::HostConfig;
+pub use config::{HostConfig, RateLimit};
 pub use tls::{CertificateError, TlsSetupError};
 
 use crate::identity::{Identity, Keypair};
 use crate::node::{Event, Node, Outcome, PeerInfo, Refusal, Response, TransportError};
 use crate::time::Timestamp;
 use crate::wire::NodeAddr;
+use admission::{Admission, Admit};
 use conn::{Action, Conn, OutReq};
+use token_clock::TokenClock;
 
 /// Pairs a monotonic instant with the wall-clock time at that instant:
 /// node time = `unix` + (now − `instant`).
@@ -143,6 +163,13 @@ pub enum HostEvent {
         /// Whether the peer dialled us.
         inbound: bool,
     },
+    /// The storage engine could not make its writes durable (a disk
+    /// error): what was acknowledged since the last flush may be lost in a
+    /// power failure (not in a process crash). The operator must look.
+    StorageFailed {
+        /// What the engine said.
+        error: crate::store::StoreError,
+    },
     /// A connection closed or failed (handshake failures included).
     ConnectionClosed {
         /// The peer's address.
@@ -154,25 +181,60 @@ pub enum HostEvent {
     },
 }
 
-/// Counters, for metrics and tests.
+/// Counters, for metrics and tests. Every field only grows.
+///
+/// Requests the node itself refused (malformed, too large, sender
+/// mismatch …) are also counted by reason in the node's
+/// [`NodeStats`](crate::node::NodeStats); the rate-limit refusals below
+/// never reach the node.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HostStats {
     /// Datagrams handed to `handle_datagram`.
     pub datagrams_in: u64,
     /// Datagrams returned by `poll_transmit`.
     pub datagrams_out: u64,
-    /// Inbound connections accepted.
+    /// Inbound connections accepted (their handshake started).
     pub accepted: u64,
-    /// Inbound connections refused (connection limit, or accept failed).
+    /// Inbound connections refused, for any reason: the sum of
+    /// `refused_connections_over_total_limit`,
+    /// `refused_connections_over_ip_limit` and `failed_accepts`.
     pub refused_connections: u64,
+    /// Inbound connections refused because the host held
+    /// [`HostConfig::max_connections`] connections.
+    pub refused_connections_over_total_limit: u64,
+    /// Inbound connections refused because their source IP (IPv6: /64)
+    /// held [`HostConfig::max_connections_per_ip`] connections.
+    pub refused_connections_over_ip_limit: u64,
+    /// Inbound connection attempts accepted by the limits whose handshake
+    /// then could not start (a stale or undecryptable Initial, connection
+    /// ids exhausted …).
+    pub failed_accepts: u64,
+    /// QUIC Retry packets sent: connection attempts asked to prove their
+    /// source address because [`HostConfig::handshakes_before_retry`]
+    /// handshakes were in progress.
+    pub retries_sent: u64,
     /// Outbound connections started.
     pub dialled: u64,
     /// Inbound requests answered.
     pub requests_answered: u64,
-    /// Inbound requests refused with a stream reset.
+    /// Inbound requests refused with a stream reset, for any reason (the
+    /// node's refusals and the two rate limits below).
     pub requests_refused: u64,
+    /// Inbound requests refused (code 0x05) because their source IP
+    /// (IPv6: /64) was over [`HostConfig::requests_per_ip`].
+    pub requests_rate_limited_by_ip: u64,
+    /// Inbound requests refused (code 0x05) because their sender's identity
+    /// was over [`HostConfig::requests_per_identity`].
+    pub requests_rate_limited_by_identity: u64,
+    /// Request-rate buckets still below full forgotten to make room for a
+    /// new source IP or identity ([`HostConfig::max_tracked_ips`],
+    /// [`HostConfig::max_tracked_identities`]). Steady growth means the
+    /// tables are too small for the traffic, or a flood of sources.
+    pub rate_buckets_evicted: u64,
     /// Informational events dropped because the queue was full.
     pub events_dropped: u64,
+    /// Times the storage engine failed to make its writes durable.
+    pub storage_flush_failures: u64,
 }
 
 /// Most endpoint-level datagrams (stateless resets, version negotiation,
@@ -204,17 +266,43 @@ pub struct Host {
     raw_pending: BTreeMap<RawRequestId, Instant>,
     stats: HostStats,
     scratch: Vec<u8>,
+    /// Connection and request limits per source IP and identity.
+    admission: Admission,
+    /// The wall clock quinn stamps Retry tokens with, driven by `now`.
+    clock: TokenClock,
 }
 
 impl Host {
     /// A host for `keypair`, advertising `advertised` to peers, with the
-    /// clocks paired by `anchor`, drawing its randomness from `seed`.
+    /// clocks paired by `anchor`, drawing its randomness from `seed`,
+    /// storing descriptors in memory.
     pub fn new(
         config: HostConfig,
         keypair: Keypair,
         advertised: NodeAddr,
         anchor: TimeAnchor,
         seed: u64,
+    ) -> Result<Self, TlsSetupError> {
+        Self::with_store(
+            config,
+            keypair,
+            advertised,
+            anchor,
+            seed,
+            Box::new(crate::store::MemoryStore::new()),
+        )
+    }
+
+    /// [`new`](Host::new) with another storage engine (the hub's LMDB).
+    /// The host flushes it before every datagram it hands out, so a
+    /// STORE_ACK never leaves before its descriptor is durable.
+    pub fn with_store(
+        config: HostConfig,
+        keypair: Keypair,
+        advertised: NodeAddr,
+        anchor: TimeAnchor,
+        seed: u64,
+        store: crate::store::BoxedStore,
     ) -> Result<Self, TlsSetupError> {
         let (cert, key) = tls::self_signed_certificate(&keypair)?;
         let transport = config.transport();
@@ -226,6 +314,8 @@ impl Host {
             .map_err(|e| TlsSetupError::Config(e.to_string()))?;
         let mut server = ServerConfig::with_crypto(Arc::new(server_tls));
         server.transport_config(Arc::clone(&transport));
+        let clock = TokenClock::new(anchor.unix);
+        server.time_source(Arc::new(clock.clone()));
         let server = Arc::new(server);
         let mut client = ClientConfig::new(Arc::new(client_tls));
         client.transport_config(transport);
@@ -238,7 +328,15 @@ impl Host {
             false,
             Some(rng_seed),
         );
-        let node = Node::new(config.node.clone(), keypair, advertised, anchor.unix, seed);
+        let node = Node::with_store(
+            config.node.clone(),
+            keypair,
+            advertised,
+            anchor.unix,
+            seed,
+            store,
+        );
+        let admission = Admission::new(&config);
         Ok(Host {
             config,
             endpoint,
@@ -258,6 +356,8 @@ impl Host {
             raw_pending: BTreeMap::new(),
             stats: HostStats::default(),
             scratch: Vec::new(),
+            admission,
+            clock,
         })
     }
 
@@ -281,6 +381,43 @@ impl Host {
         self.conns.len()
     }
 
+    /// Makes what the node's store committed durable (see
+    /// [`Node::flush_storage`]); [`poll_transmit`](Host::poll_transmit)
+    /// already does so before every datagram, a driver calls this once
+    /// more when it stops.
+    pub fn flush_storage(&mut self) -> Result<(), crate::store::StoreError> {
+        self.node.flush_storage()
+    }
+
+    /// Stops accepting connections (the first step of a graceful
+    /// shutdown): new handshakes get no answer beyond a stateless reset,
+    /// while open connections keep being served.
+    pub fn stop_accepting(&mut self) {
+        self.endpoint.set_server_config(None);
+    }
+
+    /// Streams whose data the peer has not yet acknowledged, over every
+    /// connection: while draining, 0 means every answer was delivered.
+    pub fn responses_in_flight(&mut self) -> usize {
+        self.conns
+            .values_mut()
+            .map(|c| c.quic.streams().send_streams())
+            .sum()
+    }
+
+    /// Inbound connections still in their handshake (what
+    /// [`HostConfig::handshakes_before_retry`] is compared with).
+    pub fn handshakes_in_progress(&self) -> usize {
+        self.admission.handshakes()
+    }
+
+    /// How many source IPs and identities have their request rate tracked
+    /// now (bounded by [`HostConfig::max_tracked_ips`] and
+    /// [`HostConfig::max_tracked_identities`]).
+    pub fn rate_limited_sources(&self) -> (usize, usize) {
+        self.admission.tracked()
+    }
+
     /// The node's wall-clock time at `now`.
     pub fn timestamp(&self, now: Instant) -> Timestamp {
         self.anchor
@@ -295,6 +432,7 @@ impl Host {
     fn advance(&mut self, now: Instant) {
         if now > self.now {
             self.now = now;
+            self.clock.set(self.timestamp(now));
         }
     }
 
@@ -355,40 +493,67 @@ impl Host {
             }
             Some(DatagramEvent::Response(t)) => self.queue_response(t, &buf),
             Some(DatagramEvent::NewConnection(incoming)) => {
-                if self.conns.len() >= self.config.max_connections {
-                    self.stats.refused_connections += 1;
-                    buf.clear();
-                    let t = self.endpoint.refuse(incoming, &mut buf);
-                    self.queue_response(t, &buf);
+                self.incoming(incoming, &mut buf);
+            }
+        }
+        self.scratch = buf;
+        self.pump_node();
+    }
+
+    /// A connection attempt: accepted, asked to Retry, or refused
+    /// ([`Admission::connection`] decides).
+    fn incoming(&mut self, incoming: quinn_proto::Incoming, buf: &mut Vec<u8>) {
+        let remote = incoming.remote_address();
+        let validated = incoming.remote_address_validated();
+        buf.clear();
+        match self
+            .admission
+            .connection(remote, validated, self.conns.len())
+        {
+            Admit::Retry => match self.endpoint.retry(incoming, buf) {
+                Ok(t) => {
+                    self.stats.retries_sent += 1;
+                    self.queue_response(t, buf);
+                }
+                // Not validated implies a Retry is allowed; should quinn
+                // ever disagree, send nothing rather than allocate.
+                Err(e) => self.endpoint.ignore(e.into_incoming()),
+            },
+            refusal @ (Admit::RefuseTotal | Admit::RefusePerIp) => {
+                self.stats.refused_connections += 1;
+                if refusal == Admit::RefuseTotal {
+                    self.stats.refused_connections_over_total_limit += 1;
                 } else {
-                    buf.clear();
-                    match self.endpoint.accept(
-                        incoming,
-                        self.now,
-                        &mut buf,
-                        Some(Arc::clone(&self.server)),
-                    ) {
-                        Ok((ch, quic)) => {
-                            self.stats.accepted += 1;
-                            // Not reused for our own requests: a reference
-                            // peer never accepts streams on connections it
-                            // dialled, so they would go unanswered.
-                            let c = Conn::new(quic, self.now);
-                            self.conns.insert(ch, c);
-                            self.process(ch);
-                        }
-                        Err(e) => {
-                            self.stats.refused_connections += 1;
-                            if let Some(t) = e.response {
-                                self.queue_response(t, &buf);
-                            }
+                    self.stats.refused_connections_over_ip_limit += 1;
+                }
+                let t = self.endpoint.refuse(incoming, buf);
+                self.queue_response(t, buf);
+            }
+            Admit::Accept => {
+                match self
+                    .endpoint
+                    .accept(incoming, self.now, buf, Some(Arc::clone(&self.server)))
+                {
+                    Ok((ch, quic)) => {
+                        self.stats.accepted += 1;
+                        self.admission.accepted(ch, remote);
+                        // Not reused for our own requests: a reference
+                        // peer never accepts streams on connections it
+                        // dialled, so they would go unanswered.
+                        let c = Conn::new(quic, self.now);
+                        self.conns.insert(ch, c);
+                        self.process(ch);
+                    }
+                    Err(e) => {
+                        self.stats.refused_connections += 1;
+                        self.stats.failed_accepts += 1;
+                        if let Some(t) = e.response {
+                            self.queue_response(t, buf);
                         }
                     }
                 }
             }
         }
-        self.scratch = buf;
-        self.pump_node();
     }
 
     fn queue_response(&mut self, t: quinn_proto::Transmit, buf: &[u8]) {
@@ -402,6 +567,12 @@ impl Host {
     /// first). Drain until `None` after every call.
     pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<Transmit> {
         self.pump_node();
+        // Group commit: whatever the node stored since the last datagram
+        // becomes durable before any acknowledgement of it can leave.
+        if let Err(error) = self.node.flush_storage() {
+            self.stats.storage_flush_failures += 1;
+            self.push_event(HostEvent::StorageFailed { error });
+        }
         if let Some((destination, data)) = self.responses.pop_front() {
             buf.clear();
             buf.extend_from_slice(&data);
@@ -653,6 +824,7 @@ impl Host {
             &mut actions,
         );
         if drained {
+            self.admission.removed(ch);
             if let Some(mut c) = self.conns.remove(&ch) {
                 if let Some(t) = c.timer {
                     self.timers.remove(&(t, ch));
@@ -669,6 +841,9 @@ impl Host {
         if let Some(c) = self.conns.get(&ch) {
             if c.closing && self.by_addr.get(&c.remote) == Some(&ch) {
                 self.by_addr.remove(&c.remote);
+            }
+            if (c.established || c.closing) && self.admission.is_handshaking(ch) {
+                self.admission.handshake_over(ch);
             }
         }
         self.apply(ch, actions);
@@ -697,6 +872,27 @@ impl Host {
             return;
         };
         let addr = c.remote;
+        // The current path's address: after a (validated) migration, the
+        // peer's requests count against where they now come from.
+        let source = c.quic.remote_address().ip();
+        if let Err(refusal) = self.admission.request(source, identity, now) {
+            self.stats.requests_refused += 1;
+            match refusal {
+                Refusal::RateLimitedByIp { .. } => self.stats.requests_rate_limited_by_ip += 1,
+                _ => self.stats.requests_rate_limited_by_identity += 1,
+            }
+            self.stats.rate_buckets_evicted = self.admission.evicted();
+            c.refuse(stream, refusal.code().code(), now);
+            self.push_event(HostEvent::Refused {
+                addr,
+                peer: identity,
+                refusal,
+            });
+            self.dirty.insert(ch);
+            self.refresh_timer(ch);
+            return;
+        }
+        self.stats.rate_buckets_evicted = self.admission.evicted();
         let peer = PeerInfo {
             identity,
             addr: NodeAddr::quic(addr.to_string()),

@@ -219,9 +219,14 @@ impl Net {
     }
 
     fn add_host(&mut self, config: HostConfig) -> usize {
+        let a = addr(self.peers.len());
+        self.add_host_at(config, a)
+    }
+
+    /// A host at `a` (another IP than the default 127.0.0.1, say).
+    fn add_host_at(&mut self, config: HostConfig, a: SocketAddr) -> usize {
         let i = self.peers.len();
         let key = Keypair::from_secret_bytes(&[i as u8 + 1; 32]);
-        let a = addr(i);
         let host = Host::new(
             config,
             key,
@@ -240,6 +245,16 @@ impl Net {
         self.peers.push((addr(i), Box::new(raw)));
         self.events.push(Vec::new());
         i
+    }
+
+    /// Peer `i`'s address (or where it would be).
+    fn addr_of(&self, i: usize) -> SocketAddr {
+        self.peers.get(i).map_or(addr(i), |p| p.0)
+    }
+
+    /// Moves virtual time on by `d` without delivering anything.
+    fn advance(&mut self, d: Duration) {
+        self.now += d;
     }
 
     fn host(&mut self, i: usize) -> &mut Host {
@@ -352,7 +367,50 @@ impl Net {
 
     fn send_raw(&mut self, from: usize, to: usize, frame: Vec<u8>) -> RawRequestId {
         let now = self.now;
-        self.host(from).send_raw(now, addr(to), None, frame)
+        let to = self.addr_of(to);
+        self.host(from).send_raw(now, to, None, frame)
+    }
+
+    /// A PING from `from` to `to`, as a raw request. It advertises port 0,
+    /// as our short-lived clients do, so the receiver does not PING back to
+    /// verify the sender (nor the sender the receiver in turn): the requests
+    /// the receiver counts are exactly the ones sent here.
+    fn send_ping(&mut self, from: usize, to: usize) -> RawRequestId {
+        let (id, at) = (self.host(from).identity(), self.addr_of(from));
+        self.send_raw(from, to, ping_frame(id, SocketAddr::new(at.ip(), 0)))
+    }
+
+    /// Sends `n` PINGs from `from` to `to` at once; returns how many were
+    /// answered and the reset codes of the others.
+    fn pings(&mut self, from: usize, to: usize, n: usize) -> (usize, Vec<u64>) {
+        let ids: Vec<_> = (0..n).map(|_| self.send_ping(from, to)).collect();
+        let mut answered = 0;
+        let mut resets = Vec::new();
+        for id in ids {
+            match self.wait_raw(from, id) {
+                Ok(r) => {
+                    assert_eq!(
+                        Frame::decode(&r.frame).unwrap().message.message_type(),
+                        MessageType::Pong
+                    );
+                    answered += 1;
+                }
+                Err(TransportError::Reset(code)) => resets.push(code),
+                Err(e) => panic!("ping {from} -> {to}: {e:?}"),
+            }
+        }
+        (answered, resets)
+    }
+
+    /// Refusal events host `i` reported.
+    fn refusals(&self, i: usize) -> Vec<Refusal> {
+        self.events[i]
+            .iter()
+            .filter_map(|e| match e {
+                HostEvent::Refused { refusal, .. } => Some(refusal.clone()),
+                _ => None,
+            })
+            .collect()
     }
 }
 
@@ -879,4 +937,344 @@ fn a_raw_request_to_nobody_times_out() {
     assert!(took >= Config::testing().request_timeout, "{took:?}");
     // (The virtual clock may have jumped once more before we look.)
     assert!(took < Duration::from_secs(15), "{took:?}");
+}
+
+// ------------------------------------------------------------ abuse limits
+
+/// No limits but the one under test.
+fn unlimited() -> HostConfig {
+    HostConfig {
+        requests_per_ip: None,
+        requests_per_identity: None,
+        ..testing()
+    }
+}
+
+fn ip_addr(last: u8, port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, last], port))
+}
+
+const RATE_LIMITED: u64 = RefusalCode::RateLimited.code();
+
+#[test]
+fn a_client_over_its_identity_rate_is_reset_with_code_5_and_another_is_not() {
+    let mut net = Net::new();
+    let hub = net.add_host(HostConfig {
+        requests_per_identity: Some(RateLimit {
+            per_second: 1,
+            burst: 3,
+        }),
+        ..unlimited()
+    });
+    let a = net.add_host(testing());
+    let c = net.add_host(testing());
+    let ida = net.host(a).identity();
+    // Five at once against a burst of three.
+    let (answered, resets) = net.pings(a, hub, 5);
+    assert_eq!(answered, 3);
+    assert_eq!(resets, vec![RATE_LIMITED; 2]);
+    // Another identity (from the same IP) has its own bucket.
+    let (answered, resets) = net.pings(c, hub, 3);
+    assert_eq!((answered, resets.len()), (3, 0));
+    // The connection survived: A is still refused on it, not disconnected.
+    let (answered, resets) = net.pings(a, hub, 1);
+    assert_eq!((answered, resets), (0, vec![RATE_LIMITED]));
+    assert_eq!(net.host(a).stats().dialled, 1);
+    net.run_for(Duration::from_millis(50));
+    let stats = net.host(hub).stats().clone();
+    assert_eq!(stats.requests_rate_limited_by_identity, 3);
+    assert_eq!(stats.requests_rate_limited_by_ip, 0);
+    assert_eq!(stats.requests_refused, 3);
+    assert_eq!(stats.requests_answered, 6);
+    // The node never saw the refused ones.
+    assert_eq!(net.host(hub).node().stats().requests[0], 6);
+    assert_eq!(net.refusals(hub), vec![Refusal::RateLimitedByIdentity; 3]);
+    assert!(net.events[hub].iter().all(|e| match e {
+        HostEvent::Refused { peer, .. } => *peer == ida,
+        _ => true,
+    }));
+}
+
+#[test]
+fn two_identities_behind_one_ip_share_its_rate() {
+    let mut net = Net::new();
+    let hub = net.add_host_at(
+        HostConfig {
+            requests_per_ip: Some(RateLimit {
+                per_second: 1,
+                burst: 4,
+            }),
+            ..unlimited()
+        },
+        ip_addr(1, 4000),
+    );
+    let a = net.add_host_at(testing(), ip_addr(2, 4001));
+    let c = net.add_host_at(testing(), ip_addr(2, 4002));
+    let d = net.add_host_at(testing(), ip_addr(3, 4003));
+    assert_eq!(net.pings(a, hub, 3), (3, vec![]));
+    // C is another identity, but at A's IP: one request left between them.
+    let (answered, resets) = net.pings(c, hub, 3);
+    assert_eq!((answered, resets), (1, vec![RATE_LIMITED; 2]));
+    // Another IP is unaffected.
+    assert_eq!(net.pings(d, hub, 4), (4, vec![]));
+    net.run_for(Duration::from_millis(50));
+    let stats = net.host(hub).stats().clone();
+    assert_eq!(stats.requests_rate_limited_by_ip, 2);
+    assert_eq!(stats.requests_rate_limited_by_identity, 0);
+    let by_ip = Refusal::RateLimitedByIp {
+        ip: "127.0.0.2".parse().unwrap(),
+        prefix_len: 32,
+    };
+    assert_eq!(net.refusals(hub), vec![by_ip.clone(); 2]);
+    assert_eq!(
+        by_ip.to_string(),
+        "rate limited: requests from 127.0.0.2/32 over their rate"
+    );
+}
+
+#[test]
+fn rate_buckets_refill_as_time_passes() {
+    let mut net = Net::new();
+    let hub = net.add_host(HostConfig {
+        requests_per_identity: Some(RateLimit {
+            per_second: 1,
+            burst: 2,
+        }),
+        ..unlimited()
+    });
+    let a = net.add_host(testing());
+    assert_eq!(net.pings(a, hub, 3), (2, vec![RATE_LIMITED]));
+    // One second later: one request's worth back, not more.
+    net.advance(Duration::from_secs(1));
+    assert_eq!(net.pings(a, hub, 2), (1, vec![RATE_LIMITED]));
+    // A quiet spell refills the whole burst, and no more than it.
+    net.advance(Duration::from_secs(5));
+    assert_eq!(net.pings(a, hub, 3), (2, vec![RATE_LIMITED]));
+    assert_eq!(net.host(hub).stats().requests_rate_limited_by_identity, 3);
+}
+
+#[test]
+fn connections_per_ip_are_limited_and_released() {
+    let mut net = Net::new();
+    let hub = net.add_host_at(
+        HostConfig {
+            max_connections_per_ip: 2,
+            ..unlimited()
+        },
+        ip_addr(1, 4000),
+    );
+    let a = net.add_host_at(testing(), ip_addr(2, 4001));
+    let c = net.add_host_at(testing(), ip_addr(2, 4002));
+    let d = net.add_host_at(testing(), ip_addr(2, 4003));
+    let e = net.add_host_at(testing(), ip_addr(3, 4004));
+    assert_eq!(net.pings(a, hub, 1), (1, vec![]));
+    assert_eq!(net.pings(c, hub, 1), (1, vec![]));
+    // A third connection from 127.0.0.2 is refused.
+    let r = net.send_ping(d, hub);
+    match net.wait_raw(d, r) {
+        Err(TransportError::Unreachable(reason)) => {
+            assert!(reason.contains("refused"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // Another IP is not.
+    assert_eq!(net.pings(e, hub, 1), (1, vec![]));
+    let stats = net.host(hub).stats().clone();
+    assert_eq!(stats.refused_connections_over_ip_limit, 1);
+    assert_eq!(stats.refused_connections_over_total_limit, 0);
+    assert_eq!(stats.refused_connections, 1);
+    assert_eq!(stats.accepted, 3);
+    // When A goes away, its slot is free again.
+    let now = net.now;
+    net.host(a).close(now);
+    net.run_until(Duration::from_secs(10), |n| n.host(a).connections() == 0);
+    net.run_for(Duration::from_secs(2));
+    assert_eq!(net.pings(d, hub, 1), (1, vec![]));
+    assert_eq!(net.host(hub).stats().refused_connections_over_ip_limit, 1);
+}
+
+#[test]
+fn streams_are_limited_per_connection() {
+    let mut net = Net::new();
+    let hub = net.add_host(HostConfig {
+        max_streams: 2,
+        ..unlimited()
+    });
+    let a = net.add_host(testing());
+    let ids: Vec<_> = (0..10).map(|_| net.send_ping(a, hub)).collect();
+    let mut most = 0;
+    net.run_until(Duration::from_secs(30), |n| {
+        for c in n.host(a).conns.values() {
+            most = most.max(c.streams_in_flight().0);
+        }
+        ids.iter().all(|&id| n.raw_done(a, id).is_some())
+    });
+    // All ten went over one connection, never more than two at a time.
+    assert_eq!(most, 2);
+    for id in ids {
+        assert!(net.raw_done(a, id).unwrap().is_ok());
+    }
+    assert_eq!(net.host(a).stats().dialled, 1);
+}
+
+#[test]
+fn request_rate_tables_stay_bounded_under_many_source_ips() {
+    let mut net = Net::new();
+    let hub = net.add_host_at(
+        HostConfig {
+            requests_per_ip: Some(RateLimit {
+                per_second: 1,
+                burst: 5,
+            }),
+            requests_per_identity: Some(RateLimit {
+                per_second: 1,
+                burst: 5,
+            }),
+            max_tracked_ips: 4,
+            max_tracked_identities: 4,
+            ..testing()
+        },
+        ip_addr(1, 4000),
+    );
+    let started = net.now;
+    // A heavy user empties its IP's bucket.
+    let heavy = net.add_host_at(testing(), ip_addr(2, 4001));
+    assert_eq!(net.pings(heavy, hub, 6), (5, vec![RATE_LIMITED]));
+    // Then twelve other IPs send one request each: every one is answered,
+    // and the tables never hold more than four buckets.
+    for i in 0..12u8 {
+        let p = net.add_host_at(testing(), ip_addr(10 + i, 5000 + u16::from(i)));
+        assert_eq!(net.pings(p, hub, 1), (1, vec![]));
+        let (ips, ids) = net.host(hub).rate_limited_sources();
+        assert!(ips <= 4 && ids <= 4, "{ips} IPs, {ids} identities tracked");
+    }
+    // The nearly full buckets of the one-off senders were forgotten, not
+    // the heavy user's empty one: it is still refused.
+    assert_eq!(net.pings(heavy, hub, 1), (0, vec![RATE_LIMITED]));
+    let stats = net.host(hub).stats().clone();
+    // 13 IPs and 13 identities through tables of 4, all within a second
+    // (so no bucket refilled and left on its own): 9 evictions each.
+    assert!(net.now - started < Duration::from_secs(1));
+    assert_eq!(stats.rate_buckets_evicted, 2 * (13 - 4));
+    assert_eq!(stats.requests_rate_limited_by_ip, 2);
+}
+
+#[test]
+fn a_client_connects_through_a_retry() {
+    let mut net = Net::new();
+    let hub = net.add_host(HostConfig {
+        handshakes_before_retry: 0,
+        ..testing()
+    });
+    let a = net.add_host(testing());
+    assert_eq!(net.pings(a, hub, 2), (2, vec![]));
+    let stats = net.host(hub).stats().clone();
+    assert_eq!(stats.retries_sent, 1);
+    assert_eq!(stats.accepted, 1);
+    assert_eq!(net.host(a).stats().dialled, 1);
+}
+
+/// The first datagram (the Initial) of `n` connection attempts to `to`.
+fn initials(n: usize, to: SocketAddr, now: Instant) -> Vec<Vec<u8>> {
+    let key = Keypair::from_secret_bytes(&[77; 32]);
+    let (cert, secret) = tls::self_signed_certificate(&key).unwrap();
+    let tls = tls::client_config(cert, secret).unwrap();
+    let client = ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls).unwrap()));
+    let mut endpoint = Endpoint::new(
+        Arc::new(EndpointConfig::default()),
+        None,
+        false,
+        Some([8; 32]),
+    );
+    (0..n)
+        .map(|_| {
+            let (_, mut c) = endpoint
+                .connect(now, client.clone(), to, tls::SERVER_NAME)
+                .unwrap();
+            let mut buf = Vec::new();
+            let t = c.poll_transmit(now, 1, &mut buf).unwrap();
+            buf.truncate(t.size);
+            buf
+        })
+        .collect()
+}
+
+#[test]
+fn under_a_flood_of_spoofed_initials_only_retries_are_sent() {
+    let mut net = Net::new();
+    let hub = net.add_host(HostConfig {
+        handshakes_before_retry: 3,
+        ..testing()
+    });
+    let a = net.add_host(testing());
+    let now = net.now;
+    let to = net.addr_of(hub);
+    // 200 connection attempts from 200 addresses that will never answer.
+    for (i, d) in initials(200, to, now).iter().enumerate() {
+        let from = SocketAddr::from(([10, 0, (i / 200) as u8, (i % 200) as u8], 1234));
+        net.host(hub).handle_datagram(now, from, d);
+    }
+    // Three got connection state; the others a Retry and nothing else.
+    assert_eq!(net.host(hub).connections(), 3);
+    assert_eq!(net.host(hub).handshakes_in_progress(), 3);
+    let stats = net.host(hub).stats().clone();
+    assert_eq!((stats.accepted, stats.retries_sent), (3, 197));
+    // A real client still gets in, through a Retry.
+    assert_eq!(net.pings(a, hub, 1), (1, vec![]));
+    assert_eq!(net.host(hub).stats().retries_sent, 198);
+    assert_eq!(net.host(hub).stats().accepted, 4);
+    // The spoofed handshakes time out; then nobody is asked to Retry.
+    net.run_until(Duration::from_secs(60), |n| {
+        n.host(hub).handshakes_in_progress() == 0
+    });
+    let c = net.add_host(testing());
+    assert_eq!(net.pings(c, hub, 1), (1, vec![]));
+    assert_eq!(net.host(hub).stats().retries_sent, 198);
+}
+
+#[test]
+fn ipv6_peers_are_counted_by_their_64() {
+    let mut net = Net::new();
+    let v6 = |s: &str| s.parse::<SocketAddr>().unwrap();
+    let hub = net.add_host_at(
+        HostConfig {
+            max_connections_per_ip: 1,
+            ..unlimited()
+        },
+        v6("[2001:db8:0:9::1]:4000"),
+    );
+    let a = net.add_host_at(testing(), v6("[2001:db8:0:1::a]:4001"));
+    let b = net.add_host_at(testing(), v6("[2001:db8:0:1:ffff::b]:4002"));
+    let c = net.add_host_at(testing(), v6("[2001:db8:0:2::a]:4003"));
+    assert_eq!(net.pings(a, hub, 1), (1, vec![]));
+    // Another address in the same /64: the same peer as far as limits go.
+    let r = net.send_ping(b, hub);
+    assert!(matches!(
+        net.wait_raw(b, r),
+        Err(TransportError::Unreachable(_))
+    ));
+    // The next /64 is someone else.
+    assert_eq!(net.pings(c, hub, 1), (1, vec![]));
+    assert_eq!(net.host(hub).stats().refused_connections_over_ip_limit, 1);
+}
+
+#[test]
+fn the_total_connection_limit_is_counted_apart() {
+    let mut net = Net::new();
+    let hub = net.add_host(HostConfig {
+        max_connections: 1,
+        ..unlimited()
+    });
+    let a = net.add_host(testing());
+    let c = net.add_host(testing());
+    assert_eq!(net.pings(a, hub, 1), (1, vec![]));
+    let r = net.send_ping(c, hub);
+    assert!(matches!(
+        net.wait_raw(c, r),
+        Err(TransportError::Unreachable(_))
+    ));
+    let stats = net.host(hub).stats().clone();
+    assert_eq!(stats.refused_connections_over_total_limit, 1);
+    assert_eq!(stats.refused_connections_over_ip_limit, 0);
+    assert_eq!(stats.refused_connections, 1);
 }

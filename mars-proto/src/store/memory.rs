@@ -4,7 +4,7 @@ use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use super::{DescriptorStore, KeyScan, stored_size};
+use super::{DescriptorStore, KeyScan, StoreError, stored_size};
 use crate::descriptor::ValidDescriptor;
 use crate::hash::Hash;
 use crate::identity::Identity;
@@ -154,38 +154,9 @@ fn remove_split<K: Ord + Copy>(map: &mut BTreeMap<K, Recency>, k: &K, entry: &(T
     }
 }
 
-impl DescriptorStore for MemoryStore {
-    fn put(&mut self, d: Arc<ValidDescriptor>) -> Option<Arc<ValidDescriptor>> {
-        let old_id = self
-            .by_slot
-            .get(&(d.publisher, d.schema_hash))
-            .and_then(|topics| topics.get(&d.topic))
-            .copied();
-        let old = old_id.and_then(|id| self.remove(&id));
-        let entry = (d.timestamp, d.id);
-        for key in &d.routing_keys {
-            let idx = self.by_key.entry(*key).or_default();
-            idx.all.insert(entry);
-            idx.by_publisher
-                .entry(d.publisher)
-                .or_default()
-                .insert(entry);
-            idx.by_schema
-                .entry(d.schema_hash)
-                .or_default()
-                .insert(entry);
-        }
-        self.by_slot
-            .entry((d.publisher, d.schema_hash))
-            .or_default()
-            .insert(d.topic.clone(), d.id);
-        self.by_expiry.insert((d.expires_at(), d.id));
-        self.bytes += stored_size(&d);
-        self.by_id.insert(d.id, d);
-        old
-    }
-
-    fn remove(&mut self, id: &Hash) -> Option<Arc<ValidDescriptor>> {
+impl MemoryStore {
+    /// Removes one descriptor from every index.
+    fn remove_one(&mut self, id: &Hash) -> Option<Arc<ValidDescriptor>> {
         let d = self.by_id.remove(id)?;
         let entry = (d.timestamp, d.id);
         for key in &d.routing_keys {
@@ -210,6 +181,51 @@ impl DescriptorStore for MemoryStore {
         self.by_expiry.remove(&(d.expires_at(), d.id));
         self.bytes = self.bytes.saturating_sub(stored_size(&d));
         Some(d)
+    }
+}
+
+/// Never fails: memory is bounded by [`Storage`](super::Storage)'s limits,
+/// not by the engine.
+impl DescriptorStore for MemoryStore {
+    fn put(
+        &mut self,
+        d: Arc<ValidDescriptor>,
+        remove: &[Hash],
+    ) -> Result<Option<Arc<ValidDescriptor>>, StoreError> {
+        for id in remove {
+            self.remove_one(id);
+        }
+        let old_id = self
+            .by_slot
+            .get(&(d.publisher, d.schema_hash))
+            .and_then(|topics| topics.get(&d.topic))
+            .copied();
+        let old = old_id.and_then(|id| self.remove_one(&id));
+        let entry = (d.timestamp, d.id);
+        for key in &d.routing_keys {
+            let idx = self.by_key.entry(*key).or_default();
+            idx.all.insert(entry);
+            idx.by_publisher
+                .entry(d.publisher)
+                .or_default()
+                .insert(entry);
+            idx.by_schema
+                .entry(d.schema_hash)
+                .or_default()
+                .insert(entry);
+        }
+        self.by_slot
+            .entry((d.publisher, d.schema_hash))
+            .or_default()
+            .insert(d.topic.clone(), d.id);
+        self.by_expiry.insert((d.expires_at(), d.id));
+        self.bytes += stored_size(&d);
+        self.by_id.insert(d.id, d);
+        Ok(old)
+    }
+
+    fn remove(&mut self, ids: &[Hash]) -> Result<Vec<Arc<ValidDescriptor>>, StoreError> {
+        Ok(ids.iter().filter_map(|id| self.remove_one(id)).collect())
     }
 
     fn get(&self, id: &Hash) -> Option<Arc<ValidDescriptor>> {
@@ -322,15 +338,15 @@ mod tests {
         let mut s = MemoryStore::new();
         let a1 = desc(1, "t", 1, 10, &["a", "b"]);
         let a2 = desc(1, "t", 2, 5, &["b", "c"]);
-        assert!(s.put(a1.clone()).is_none());
+        assert!(s.put(a1.clone(), &[]).unwrap().is_none());
         s.check_invariants().unwrap();
-        assert_eq!(s.put(a2.clone()), Some(a1.clone()));
+        assert_eq!(s.put(a2.clone(), &[]).unwrap(), Some(a1.clone()));
         s.check_invariants().unwrap();
         assert_eq!(s.len(), 1);
         assert_eq!(s.count_at(&schema::routing_key("a")), 0);
         assert_eq!(s.count_at(&schema::routing_key("c")), 1);
         assert_eq!(s.total_bytes(), stored_size(&a2));
-        assert_eq!(s.remove(&a2.id), Some(a2));
+        assert_eq!(s.remove(&[a2.id, a2.id]).unwrap(), vec![a2]);
         s.check_invariants().unwrap();
         assert!(s.is_empty());
         assert_eq!(s.total_bytes(), 0);
@@ -341,10 +357,10 @@ mod tests {
     fn duplicate_routing_keys_are_indexed_once() {
         let mut s = MemoryStore::new();
         let d = desc(2, "t", 1, 0, &["a", "a"]);
-        s.put(d.clone());
+        s.put(d.clone(), &[]).unwrap();
         s.check_invariants().unwrap();
         assert_eq!(s.count_at(&schema::routing_key("a")), 1);
-        s.remove(&d.id);
+        s.remove(&[d.id]).unwrap();
         s.check_invariants().unwrap();
         assert!(s.by_key.is_empty());
     }
@@ -353,7 +369,8 @@ mod tests {
     fn scan_is_newest_first_and_stops_at_min_timestamp() {
         let mut s = MemoryStore::new();
         for i in 0..5u8 {
-            s.put(desc(10 + i, "t", 1, u64::from(i) * 10, &["k"]));
+            s.put(desc(10 + i, "t", 1, u64::from(i) * 10, &["k"]), &[])
+                .unwrap();
         }
         let key = schema::routing_key("k");
         let all = s.scan_key(&key, &Filters::default(), now(), 10);
@@ -375,11 +392,26 @@ mod tests {
         let mut s = MemoryStore::new();
         let a = desc(1, "t", 1, 0, &["k"]);
         let b = desc(2, "t", 1, 100, &["k"]);
-        s.put(a.clone());
-        s.put(b.clone());
+        s.put(a.clone(), &[]).unwrap();
+        s.put(b.clone(), &[]).unwrap();
         assert_eq!(s.soonest_expiring(), Some(b.clone()));
         assert_eq!(s.expiring_by(b.expires_at(), 10), vec![b.clone()]);
         assert_eq!(s.expiring_by(a.expires_at(), 10), vec![b, a]);
         assert!(s.expiring_by(Timestamp::ZERO, 10).is_empty());
+    }
+
+    #[test]
+    fn put_removes_the_listed_ids_first() {
+        let mut s = MemoryStore::new();
+        let a = desc(1, "t", 1, 0, &["k"]);
+        let b = desc(2, "t", 1, 0, &["k"]);
+        let a2 = desc(1, "t", 2, 0, &["k"]);
+        s.put(a.clone(), &[]).unwrap();
+        s.put(b.clone(), &[]).unwrap();
+        // `b` is listed, `a` is replaced: only the replaced one is returned.
+        assert_eq!(s.put(a2.clone(), &[b.id]).unwrap(), Some(a));
+        s.check_invariants().unwrap();
+        assert_eq!(s.len(), 1);
+        assert_eq!(s.get(&a2.id), Some(a2));
     }
 }

@@ -1,11 +1,14 @@
-//! Descriptor storage: the engine trait, an in-memory engine, and the rules.
+//! Descriptor storage: the engine trait, an in-memory engine, a durable
+//! engine (feature `lmdb`), and the rules.
 //!
 //! Two layers, so that the protocol's rules exist exactly once:
 //!
 //! - [`DescriptorStore`] is the *storage engine*: indexes and nothing else.
-//!   It never refuses anything and knows no protocol rule beyond "one
-//!   descriptor per replacement key". [`MemoryStore`] implements it now; a
-//!   durable engine (LMDB) implements the same small trait later.
+//!   It knows no protocol rule beyond "one descriptor per replacement key",
+//!   and refuses a write only when it cannot do it (a full or failing disk,
+//!   a [`StoreError`]). [`MemoryStore`] implements it in memory;
+//!   `LmdbStore` (feature `lmdb`) on disk, so a restarted hub keeps what
+//!   it held.
 //! - [`Storage`] wraps an engine with a [`StoreConfig`] and the state the
 //!   rules need (rate-limit buckets, key-rotation records, revocation
 //!   tombstones) and implements the STORE rules of WIRE.md ("Descriptor",
@@ -22,6 +25,9 @@
 //! only as far as its answer (see [`DescriptorStore::scan_key`]).
 
 mod config;
+mod error;
+#[cfg(feature = "lmdb")]
+mod lmdb;
 mod memory;
 mod rate_limit;
 mod rotation;
@@ -31,9 +37,17 @@ mod tombstones;
 use std::sync::Arc;
 
 pub use config::StoreConfig;
+pub use error::{ErrorSource, StoreError};
+#[cfg(feature = "lmdb")]
+pub use lmdb::{
+    CommitSync, LAYOUT_VERSION, LmdbOptions, LmdbStore, MAX_SAVED_PEERS, MIN_MAP_SIZE, PeerBook,
+    RepairReport,
+};
 pub use memory::MemoryStore;
 pub use rate_limit::RateLimiter;
-pub use rules::{MAX_EVICTIONS_PER_OFFER, Removed, Storage, StoreRefusal, Stored};
+pub use rules::{
+    MAX_EVICTIONS_PER_OFFER, Removed, SWEEP_RETRY_DELAY, Storage, StoreRefusal, Stored,
+};
 
 use crate::descriptor::{Descriptor, ValidDescriptor};
 use crate::hash::Hash;
@@ -73,6 +87,10 @@ pub struct KeyScan {
     pub examined: usize,
 }
 
+/// A storage engine boxed behind the trait, so a node can be built over
+/// whichever engine its host chose (memory, LMDB) without a type parameter.
+pub type BoxedStore = Box<dyn DescriptorStore + Send>;
+
 /// A storage engine for descriptors: indexes only, no protocol rules.
 ///
 /// The engine keeps at most one descriptor per replacement key
@@ -81,16 +99,48 @@ pub struct KeyScan {
 /// revocation, capacity and rate limits live in [`Storage`], once, for
 /// every engine.
 ///
-/// Methods are synchronous and infallible: an engine that can fail (disk)
-/// must deal with it itself, because the Sans-IO core has nowhere to wait.
-pub trait DescriptorStore {
-    /// Inserts `d`. If a descriptor with the same replacement key is held
-    /// it is removed first and returned (whatever its sequence: the caller
-    /// has already decided).
-    fn put(&mut self, d: Arc<ValidDescriptor>) -> Option<Arc<ValidDescriptor>>;
+/// Methods are synchronous: the Sans-IO core has nowhere to wait. Writes
+/// are fallible and atomic — a disk engine that cannot complete one
+/// (full, failing) returns a [`StoreError`] and has changed nothing, so
+/// [`Storage`] never holds rule state for a half-applied write. Reads are
+/// infallible: an engine whose read fails (corruption) answers as if the
+/// entry were absent, counts it ([`read_errors`](Self::read_errors)) and
+/// keeps the details for the operator.
+///
+/// `Debug` is a supertrait so that a node holding a [`BoxedStore`] can
+/// still derive `Debug`.
+pub trait DescriptorStore: std::fmt::Debug {
+    /// Removes the descriptors listed in `remove` (ids not held are
+    /// skipped), then inserts `d`. If a descriptor with `d`'s replacement
+    /// key is still held it is removed too and returned (whatever its
+    /// sequence: the caller has already decided).
+    ///
+    /// All or nothing: on `Err`, nothing was removed or inserted.
+    fn put(
+        &mut self,
+        d: Arc<ValidDescriptor>,
+        remove: &[Hash],
+    ) -> Result<Option<Arc<ValidDescriptor>>, StoreError>;
 
-    /// Removes the descriptor with this id from every index.
-    fn remove(&mut self, id: &Hash) -> Option<Arc<ValidDescriptor>>;
+    /// Removes the descriptors with these ids from every index (ids not
+    /// held are skipped) and returns those that were held, in the order
+    /// asked. All or nothing, like [`put`](Self::put).
+    fn remove(&mut self, ids: &[Hash]) -> Result<Vec<Arc<ValidDescriptor>>, StoreError>;
+
+    /// Makes every write that returned `Ok` durable against power loss.
+    /// An engine may acknowledge writes before they reach stable storage
+    /// (so that many can share one sync); its host calls this before it
+    /// tells anyone (a STORE_ACK) that a write happened. In memory there
+    /// is nothing to do.
+    fn flush(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Reads that failed (corrupt or unreadable entries, answered as
+    /// absent) since the engine was opened, for logs and health checks.
+    fn read_errors(&self) -> u64 {
+        0
+    }
 
     /// The descriptor with this id.
     fn get(&self, id: &Hash) -> Option<Arc<ValidDescriptor>>;
@@ -134,4 +184,55 @@ pub trait DescriptorStore {
 
     /// The sum of [`stored_size`] over everything held.
     fn total_bytes(&self) -> u64;
+}
+
+impl<T: DescriptorStore + ?Sized> DescriptorStore for Box<T> {
+    fn put(
+        &mut self,
+        d: Arc<ValidDescriptor>,
+        remove: &[Hash],
+    ) -> Result<Option<Arc<ValidDescriptor>>, StoreError> {
+        (**self).put(d, remove)
+    }
+    fn remove(&mut self, ids: &[Hash]) -> Result<Vec<Arc<ValidDescriptor>>, StoreError> {
+        (**self).remove(ids)
+    }
+    fn flush(&mut self) -> Result<(), StoreError> {
+        (**self).flush()
+    }
+    fn read_errors(&self) -> u64 {
+        (**self).read_errors()
+    }
+    fn get(&self, id: &Hash) -> Option<Arc<ValidDescriptor>> {
+        (**self).get(id)
+    }
+    fn by_replacement_key(
+        &self,
+        publisher: &Identity,
+        schema_hash: &Hash,
+        topic: &str,
+    ) -> Option<Arc<ValidDescriptor>> {
+        (**self).by_replacement_key(publisher, schema_hash, topic)
+    }
+    fn scan_key(&self, key: &Hash, filters: &Filters, now: Timestamp, limit: usize) -> KeyScan {
+        (**self).scan_key(key, filters, now, limit)
+    }
+    fn count_at(&self, key: &Hash) -> usize {
+        (**self).count_at(key)
+    }
+    fn soonest_expiring(&self) -> Option<Arc<ValidDescriptor>> {
+        (**self).soonest_expiring()
+    }
+    fn expiring_by(&self, deadline: Timestamp, limit: usize) -> Vec<Arc<ValidDescriptor>> {
+        (**self).expiring_by(deadline, limit)
+    }
+    fn len(&self) -> usize {
+        (**self).len()
+    }
+    fn is_empty(&self) -> bool {
+        (**self).is_empty()
+    }
+    fn total_bytes(&self) -> u64 {
+        (**self).total_bytes()
+    }
 }

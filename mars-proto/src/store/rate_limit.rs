@@ -75,6 +75,13 @@ impl RateLimiter {
         allowed
     }
 
+    /// Whether [`try_take`](Self::try_take) would succeed for `publisher`
+    /// at `now`, without taking anything: for a caller that must check the
+    /// limit before a write that can still fail.
+    pub fn allows(&self, publisher: &Identity, now: Timestamp) -> bool {
+        self.tokens(publisher, now) >= 1
+    }
+
     /// Whole tokens `publisher` has at `now`.
     pub fn tokens(&self, publisher: &Identity, now: Timestamp) -> u64 {
         let units = match self.buckets.get(publisher) {

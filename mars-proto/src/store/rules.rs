@@ -1,13 +1,14 @@
 //! The STORE rules, implemented once for every storage engine.
 
 use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::rate_limit::RateLimiter;
 use super::rotation::{RotationCheck, RotationClaim, Rotations};
 use super::tombstones::Tombstones;
-use super::{DescriptorStore, KeyScan, MemoryStore, StoreConfig, stored_size};
+use super::{DescriptorStore, KeyScan, MemoryStore, StoreConfig, StoreError, stored_size};
 use crate::descriptor::ValidDescriptor;
 use crate::hash::Hash;
 use crate::identity::Identity;
@@ -22,6 +23,12 @@ use crate::wire::Filters;
 /// few hundred evictions always suffice; the bound keeps one STORE's work
 /// bounded whatever the engine holds.
 pub const MAX_EVICTIONS_PER_OFFER: usize = 512;
+
+/// How long [`Storage::sweep`] waits after its engine failed a removal
+/// before it tries again, so that a failing disk does not make the node's
+/// timer fire in a busy loop (the sweep deadline would otherwise stay in
+/// the past).
+pub const SWEEP_RETRY_DELAY: Duration = Duration::from_secs(1);
 
 /// Why a STORE was refused. One variant per rule; the `Display` text is the
 /// `reason` a STORE_ACK carries (WIRE.md, "Refusing a request"), so it names
@@ -130,6 +137,11 @@ pub enum StoreRefusal {
         /// [`StoreConfig::stores_per_minute`].
         per_minute: u32,
     },
+    /// Every rule passed but the storage engine could not write it (its
+    /// disk is full or failing); nothing changed. The text is the engine
+    /// error's, which is short and names no local detail.
+    #[error("{0}")]
+    Storage(StoreError),
     /// No room, and not enough held expires before it to make room.
     #[error(
         "store full: {len}/{max_descriptors} descriptors, {bytes}/{max_bytes} bytes, and too little expires before this descriptor ({expires_at}) to make room for its {size} bytes"
@@ -218,11 +230,15 @@ impl Stored {
 /// 9. room in [`StoreConfig::max_descriptors`] and
 ///    [`StoreConfig::max_bytes`], evicting soonest-expiring entries that
 ///    expire strictly before the newcomer (else refused);
-/// 10. the publisher's rate limit — taken last, so refused or idempotent
-///     STOREs cost the publisher nothing.
+/// 10. the publisher's rate limit — checked last, and its token taken only
+///     once the engine has written the descriptor, so refused, idempotent
+///     or unwritable STOREs cost the publisher nothing.
 ///
-/// Only then does anything change: a refused offer leaves the store as it
-/// was, except that a detected rotation fork is remembered.
+/// Only then does anything change, in one engine write
+/// ([`DescriptorStore::put`] with the evicted and revoked ids): a refused
+/// offer — including one the engine could not write,
+/// [`StoreRefusal::Storage`] — leaves the store and the rule state as they
+/// were, except that a detected rotation fork is remembered.
 #[derive(Debug, Clone)]
 pub struct Storage<S = MemoryStore> {
     store: S,
@@ -230,6 +246,12 @@ pub struct Storage<S = MemoryStore> {
     rate: RateLimiter,
     rotations: Rotations,
     tombstones: Tombstones,
+    /// Engine writes that failed where no caller could be told (sweeps,
+    /// [`remove`](Storage::remove)), and the last such error.
+    failed_writes: u64,
+    last_write_error: Option<StoreError>,
+    /// After a failed sweep: no new attempt before this time.
+    sweep_retry_at: Option<Timestamp>,
 }
 
 impl Default for Storage<MemoryStore> {
@@ -242,7 +264,8 @@ impl Default for Storage<MemoryStore> {
 impl<S: DescriptorStore> Storage<S> {
     /// Rules over `store`, which should be empty: rule state (tombstones,
     /// rotation records) is built from what is offered, not from what an
-    /// engine already holds.
+    /// engine already holds. For an engine that already holds descriptors
+    /// (a durable one, reopened), use [`resume`](Self::resume).
     pub fn new(store: S, config: StoreConfig) -> Self {
         Storage {
             rate: RateLimiter::new(config.stores_per_minute, config.max_tracked_publishers),
@@ -250,7 +273,145 @@ impl<S: DescriptorStore> Storage<S> {
             tombstones: Tombstones::default(),
             store,
             config,
+            failed_writes: 0,
+            last_write_error: None,
+            sweep_retry_at: None,
         }
+    }
+
+    /// Rules over an engine that already holds descriptors — a restarted
+    /// hub's durable store — with the rule state rebuilt from what it holds:
+    /// every held `core/revocation` becomes a tombstone again (so a revoked
+    /// descriptor stays refused after a restart) and every held
+    /// `core/key-rotation` a rotation record (so rotation_seq keeps
+    /// increasing). O(n) over what is held, once; on an empty engine it is
+    /// [`new`](Self::new).
+    ///
+    /// If `config` is tighter than what the engine holds (an operator
+    /// lowered a limit), the soonest-expiring descriptors are removed until
+    /// every limit holds, as offers would have evicted them. Not restored:
+    /// rate-limit buckets (every publisher starts with a full bucket) and
+    /// identities marked compromised by a rotation fork (the fork itself
+    /// was refused, so it is not held; offered again, it is detected
+    /// again).
+    ///
+    /// Never fails: if the engine cannot write those removals, the error is
+    /// counted in [`failed_writes`](Self::failed_writes) and the rules work
+    /// over what it holds.
+    pub fn resume(store: S, config: StoreConfig) -> Self {
+        let mut s = Self::new(store, config);
+        if s.store.is_empty() {
+            return s;
+        }
+        let all = s
+            .store
+            .expiring_by(Timestamp::from_micros(u64::MAX), usize::MAX);
+        // Over the limits, or a revocation that cannot act as a tombstone
+        // (offers refuse those; only a foreign writer could have put one).
+        let mut leaving = s.plan_resume_evictions(&all);
+        for d in &all {
+            if d.schema_hash == CORE_REVOCATION.hash() && Revocation::from_descriptor(d).is_err() {
+                leaving.insert(d.id);
+            }
+        }
+        let gone = s.resume_remove(&leaving);
+        let mut claims = Vec::new();
+        for d in all.iter().filter(|d| !gone.contains(&d.id)) {
+            if d.schema_hash == CORE_REVOCATION.hash() {
+                if let Ok(r) = Revocation::from_descriptor(d) {
+                    s.tombstones.add(d.id, r.target_id, d.publisher);
+                }
+            } else if d.schema_hash == CORE_KEY_ROTATION.hash() {
+                if let Ok(r) = KeyRotation::from_descriptor(d) {
+                    let claim = RotationClaim {
+                        old: r.old_identity,
+                        new: r.new_identity,
+                        seq: r.rotation_seq,
+                    };
+                    claims.push((claim.seq, d.timestamp, d.id, claim));
+                }
+            }
+        }
+        // A held target of a held revocation cannot come from offers (the
+        // revocation removes it in the same write); drop any that is there.
+        let revoked: BTreeSet<Hash> = s
+            .tombstones
+            .iter()
+            .filter(|(_, (target, publisher))| {
+                s.store
+                    .get(target)
+                    .is_some_and(|t| t.publisher == *publisher)
+            })
+            .map(|(_, (target, _))| *target)
+            .collect();
+        s.resume_remove(&revoked);
+        // Replay rotations in rotation_seq order, as offers would have
+        // arrived, so the latest one is the record.
+        claims.sort_by_key(|a| (a.0, a.1, a.2));
+        for (_, at, _, claim) in &claims {
+            match s.rotations.check(claim) {
+                RotationCheck::Fresh | RotationCheck::Repeat => s.rotations.record(claim, *at),
+                RotationCheck::Regressed { .. } => {}
+                RotationCheck::Fork { .. } => s.rotations.mark_compromised(claim.old, *at),
+            }
+        }
+        s
+    }
+
+    /// Removes `ids` for [`resume`](Self::resume), forgetting their
+    /// tombstones; returns the ids removed (none if the engine failed,
+    /// which is counted).
+    fn resume_remove(&mut self, ids: &BTreeSet<Hash>) -> BTreeSet<Hash> {
+        if ids.is_empty() {
+            return Default::default();
+        }
+        let ids: Vec<Hash> = ids.iter().copied().collect();
+        match self.try_remove(&ids) {
+            Ok(removed) => removed.iter().map(|d| d.id).collect(),
+            Err(e) => {
+                self.note_write_error(e);
+                Default::default()
+            }
+        }
+    }
+
+    /// The ids [`resume`](Self::resume) must remove so that the limits in
+    /// force hold: soonest-expiring first, while the store is over
+    /// `max_descriptors` or `max_bytes` or the entry sits at a routing key
+    /// over `max_per_key`. `all` is in expiry order.
+    fn plan_resume_evictions(&self, all: &[Arc<ValidDescriptor>]) -> BTreeSet<Hash> {
+        let c = &self.config;
+        let mut len = self.store.len();
+        let mut bytes = self.store.total_bytes();
+        let mut per_key: BTreeMap<Hash, usize> = Default::default();
+        for d in all {
+            for key in &d.routing_keys {
+                per_key
+                    .entry(*key)
+                    .or_insert_with(|| self.store.count_at(key));
+            }
+        }
+        let mut out = BTreeSet::new();
+        for d in all {
+            let key_over = d
+                .routing_keys
+                .iter()
+                .any(|k| per_key.get(k).is_some_and(|n| *n > c.max_per_key));
+            if len <= c.max_descriptors && bytes <= c.max_bytes && !key_over {
+                continue;
+            }
+            out.insert(d.id);
+            len = len.saturating_sub(1);
+            bytes = bytes.saturating_sub(stored_size(d));
+            for (i, key) in d.routing_keys.iter().enumerate() {
+                if !d.routing_keys[..i].contains(key) {
+                    if let Some(n) = per_key.get_mut(key) {
+                        *n = n.saturating_sub(1);
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// The limits in force.
@@ -329,24 +490,32 @@ impl<S: DescriptorStore> Storage<S> {
         let leaving: Vec<&Arc<ValidDescriptor>> = replaced.iter().chain(revoked.iter()).collect();
         self.check_key_caps(&d, &leaving)?;
         let evicted = self.plan_room(&d, &leaving)?;
-        if !self.rate.try_take(&d.publisher, now) {
+        // Checked here, taken only once the write is done: a STORE the
+        // engine could not write costs the publisher nothing.
+        if !self.rate.allows(&d.publisher, now) {
             return Err(StoreRefusal::RateLimited {
                 publisher: d.publisher,
                 per_minute: self.rate.per_minute(),
             });
         }
 
-        // Every rule passed: apply.
-        for e in &evicted {
-            self.remove_entry(&e.id);
-        }
-        if let Some(t) = &revoked {
-            self.remove_entry(&t.id);
-        }
+        // Every rule passed: apply, as one engine write.
+        let listed: Vec<Hash>;
+        let remove: &[Hash] = if evicted.is_empty() && revoked.is_none() {
+            &[]
+        } else {
+            listed = evicted.iter().chain(revoked.iter()).map(|e| e.id).collect();
+            &listed
+        };
         let descriptor = d;
-        let old = self.store.put(Arc::clone(&descriptor));
-        if let Some(o) = &old {
-            self.tombstones.forget(&o.id);
+        let old = self
+            .store
+            .put(Arc::clone(&descriptor), remove)
+            .map_err(StoreRefusal::Storage)?;
+        let taken = self.rate.try_take(&descriptor.publisher, now);
+        debug_assert!(taken, "the rate limit was checked above");
+        for gone in evicted.iter().chain(revoked.iter()).chain(old.iter()) {
+            self.tombstones.forget(&gone.id);
         }
         if let Some(target) = revocation_target {
             self.tombstones
@@ -370,14 +539,48 @@ impl<S: DescriptorStore> Storage<S> {
     }
 
     /// Removes up to [`StoreConfig::sweep_batch`] descriptors that have
-    /// expired at `now`, soonest first, and returns them. If more remain,
-    /// [`next_expiry`](Self::next_expiry) is still at or before `now` (see
-    /// [`sweep_pending`](Self::sweep_pending)): call again.
+    /// expired at `now`, soonest first (one engine write), and returns them.
+    /// If more remain, [`next_expiry`](Self::next_expiry) is still at or
+    /// before `now` (see [`sweep_pending`](Self::sweep_pending)): call again.
+    ///
+    /// If the engine cannot write the removal, nothing is removed, the
+    /// error is counted ([`failed_writes`](Self::failed_writes)) and the
+    /// next attempt waits [`SWEEP_RETRY_DELAY`] (so does `next_expiry`). A
+    /// full engine is asked for half the batch, then half of that, down to
+    /// one descriptor: what it removes frees the space the next sweep needs.
     pub fn sweep(&mut self, now: Timestamp) -> Vec<Arc<ValidDescriptor>> {
+        if self.sweep_retry_at.is_some_and(|t| now < t) {
+            return Vec::new();
+        }
         let due = self.store.expiring_by(now, self.config.sweep_batch.max(1));
-        due.iter()
-            .filter_map(|d| self.remove_entry(&d.id))
-            .collect()
+        if due.is_empty() {
+            self.sweep_retry_at = None;
+            return due;
+        }
+        let ids: Vec<Hash> = due.iter().map(|d| d.id).collect();
+        // A full engine may lack the free pages a large removal needs
+        // (LMDB copies every page it changes): halve until one fits.
+        let mut n = ids.len();
+        let result = loop {
+            match self.store.remove(&ids[..n]) {
+                Err(e) if e.is_full() && n > 1 => n /= 2,
+                other => break other,
+            }
+        };
+        match result {
+            Ok(removed) => {
+                self.sweep_retry_at = None;
+                for d in &removed {
+                    self.tombstones.forget(&d.id);
+                }
+                removed
+            }
+            Err(e) => {
+                self.note_write_error(e);
+                self.sweep_retry_at = Some(now.saturating_add(SWEEP_RETRY_DELAY));
+                Vec::new()
+            }
+        }
     }
 
     /// Whether expired descriptors are waiting for a [`sweep`](Self::sweep).
@@ -386,9 +589,33 @@ impl<S: DescriptorStore> Storage<S> {
     }
 
     /// When the next held descriptor expires: a deadline for the node's
-    /// `poll_timeout`, after which [`sweep`](Self::sweep) has work.
+    /// `poll_timeout`, after which [`sweep`](Self::sweep) has work (never
+    /// before the retry time of a failed sweep).
     pub fn next_expiry(&self) -> Option<Timestamp> {
-        self.store.soonest_expiring().map(|d| d.expires_at())
+        let soonest = self.store.soonest_expiring()?.expires_at();
+        Some(match self.sweep_retry_at {
+            Some(retry) => soonest.max(retry),
+            None => soonest,
+        })
+    }
+
+    /// Makes every write acknowledged so far durable (see
+    /// [`DescriptorStore::flush`]); a host calls it before a STORE_ACK
+    /// leaves.
+    pub fn flush(&mut self) -> Result<(), StoreError> {
+        self.store.flush()
+    }
+
+    /// Engine writes that failed where no caller could be told: sweeps and
+    /// [`remove`](Self::remove) (offers return theirs as
+    /// [`StoreRefusal::Storage`]). For logs and health checks.
+    pub fn failed_writes(&self) -> u64 {
+        self.failed_writes
+    }
+
+    /// The last error counted by [`failed_writes`](Self::failed_writes).
+    pub fn last_write_error(&self) -> Option<&StoreError> {
+        self.last_write_error.as_ref()
     }
 
     /// Up to `max` live descriptors at routing key `key` matching
@@ -416,9 +643,28 @@ impl<S: DescriptorStore> Storage<S> {
     }
 
     /// Removes a descriptor outside the STORE rules (an operator's or the
-    /// local publisher's decision), keeping rule state consistent.
+    /// local publisher's decision), keeping rule state consistent. `None`
+    /// if it was not held — or if the engine failed, which is counted in
+    /// [`failed_writes`](Self::failed_writes); use
+    /// [`try_remove`](Self::try_remove) to see the error.
     pub fn remove(&mut self, id: &Hash) -> Option<Arc<ValidDescriptor>> {
-        self.remove_entry(id)
+        match self.try_remove(std::slice::from_ref(id)) {
+            Ok(mut removed) => removed.pop(),
+            Err(e) => {
+                self.note_write_error(e);
+                None
+            }
+        }
+    }
+
+    /// Removes these descriptors outside the STORE rules, in one engine
+    /// write (all or nothing), and returns those that were held.
+    pub fn try_remove(&mut self, ids: &[Hash]) -> Result<Vec<Arc<ValidDescriptor>>, StoreError> {
+        let removed = self.store.remove(ids)?;
+        for d in &removed {
+            self.tombstones.forget(&d.id);
+        }
+        Ok(removed)
     }
 
     /// Descriptors held.
@@ -487,7 +733,7 @@ impl<S: DescriptorStore> Storage<S> {
             .store
             .expiring_by(Timestamp::from_micros(u64::MAX), usize::MAX);
         let mut tombstoned = 0usize;
-        let mut seen = std::collections::BTreeSet::new();
+        let mut seen = BTreeSet::new();
         for d in &all {
             seen.insert(d.id);
             for (i, key) in d.routing_keys.iter().enumerate() {
@@ -645,11 +891,9 @@ impl<S: DescriptorStore> Storage<S> {
         })
     }
 
-    /// Removes one entry from the engine and the rule state.
-    fn remove_entry(&mut self, id: &Hash) -> Option<Arc<ValidDescriptor>> {
-        let d = self.store.remove(id)?;
-        self.tombstones.forget(&d.id);
-        Some(d)
+    fn note_write_error(&mut self, e: StoreError) {
+        self.failed_writes += 1;
+        self.last_write_error = Some(e);
     }
 }
 
@@ -745,6 +989,15 @@ mod tests {
                 stored: h.clone(),
                 offered: h,
             },
+            StoreRefusal::Storage(StoreError::Full { map_size: u64::MAX }),
+            StoreRefusal::Storage(StoreError::Backend {
+                op: "commit",
+                source: Arc::new(std::io::Error::other("x".repeat(4096))),
+            }),
+            StoreRefusal::Storage(StoreError::VersionMismatch {
+                found: u32::MAX,
+                expected: u32::MAX,
+            }),
         ];
         for r in longest {
             assert!(r.to_string().len() <= crate::wire::MAX_REASON_LEN, "{r}");
