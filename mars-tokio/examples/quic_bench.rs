@@ -134,6 +134,12 @@ async fn mars_server(preload: &[mars_proto::Descriptor]) -> (NodeHandle, SocketA
     let mut c = NodeConfig::new("127.0.0.1:0".parse().unwrap());
     c.host.node = Config::testing();
     c.host.node.store.stores_per_minute = u32::MAX;
+    // A load generator is one IP and a few identities: lift the abuse
+    // limits, they are not what is measured here.
+    c.host.requests_per_ip = None;
+    c.host.requests_per_identity = None;
+    c.host.max_connections_per_ip = usize::MAX;
+    c.host.handshakes_before_retry = usize::MAX;
     c.seed = Some(1);
     let h = Node::spawn(c).await.unwrap();
     let addr = h.local_addr();

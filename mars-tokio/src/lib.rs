@@ -20,24 +20,36 @@
 //! The runtime-specific code is `runtime.rs` (socket, timer, channel loop,
 //! clock); `driver.rs` (commands and events) works on any executor, so a
 //! smol driver is a copy of `runtime.rs` with the socket and timer swapped.
+//!
+//! Observability: [`NodeHandle::snapshot`] copies out the node's counters;
+//! [`metrics::Metrics`] renders them (and the command latencies) for
+//! Prometheus, and [`http::serve`] serves `/metrics` and `/health`.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 mod driver;
+pub mod http;
+pub mod hub;
+pub mod key_file;
+pub mod metrics;
 mod runtime;
+mod snapshot;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
 use mars_proto::node::{CommandError, KeyReplicas, QueryError, QueryResult, TransportError};
 use mars_proto::quic::{HostConfig, RawResponse, TlsSetupError};
-use mars_proto::wire::{Filters, NodeAddr};
-use mars_proto::{Config, Descriptor, Hash, Identity, Keypair, ValidDescriptor};
+use mars_proto::wire::{Filters, NodeAddr, NodeInfo};
+use mars_proto::{Config, Descriptor, Hash, Identity, Keypair, NodeId, ValidDescriptor};
 
 use driver::{Command, QueryFn};
+use metrics::{CommandKind, CommandLatency};
 pub use runtime::unix_now;
+pub use snapshot::Snapshot;
 
 /// How to start a node.
 #[derive(Debug, Clone)]
@@ -61,13 +73,7 @@ impl NodeConfig {
     /// settings; loopback and private addresses are allowed when `listen`
     /// is one of them.
     pub fn new(listen: SocketAddr) -> Self {
-        let ip = listen.ip();
-        let private = ip.is_loopback()
-            || match ip {
-                std::net::IpAddr::V4(v4) => v4.is_private() || v4.is_link_local(),
-                std::net::IpAddr::V6(v6) => v6.is_unique_local() || v6.is_unicast_link_local(),
-            };
-        let node = if private {
+        let node = if is_private_ip(listen.ip()) {
             Config::testing()
         } else {
             Config::default()
@@ -80,6 +86,16 @@ impl NodeConfig {
             seed: None,
         }
     }
+}
+
+/// Whether `ip` is loopback, private or link-local: a node listening on
+/// one lives in a lab or a LAN and must accept peers there too.
+pub fn is_private_ip(ip: std::net::IpAddr) -> bool {
+    ip.is_loopback()
+        || match ip {
+            std::net::IpAddr::V4(v4) => v4.is_private() || v4.is_link_local(),
+            std::net::IpAddr::V6(v6) => v6.is_unique_local() || v6.is_unicast_link_local(),
+        }
 }
 
 /// A fresh key from the operating system's randomness.
@@ -121,7 +137,16 @@ impl Node {
     /// Binds the socket and starts the node's task on the current tokio
     /// runtime.
     pub async fn spawn(config: NodeConfig) -> Result<NodeHandle, Error> {
-        runtime::spawn(config).await
+        runtime::spawn(config, None).await
+    }
+
+    /// [`spawn`](Node::spawn) with a storage engine of your choice (the
+    /// hub's LMDB store); one that already holds descriptors is resumed.
+    pub async fn spawn_with_store(
+        config: NodeConfig,
+        store: mars_proto::store::BoxedStore,
+    ) -> Result<NodeHandle, Error> {
+        runtime::spawn(config, Some(store)).await
     }
 }
 
@@ -132,6 +157,7 @@ pub struct NodeHandle {
     tx: mpsc::Sender<Command>,
     local_addr: SocketAddr,
     identity: Identity,
+    latency: Arc<CommandLatency>,
 }
 
 impl NodeHandle {
@@ -145,10 +171,25 @@ impl NodeHandle {
         self.identity
     }
 
-    async fn query(&self, f: QueryFn) -> Result<QueryResult, Error> {
+    /// The driver's command latencies (shared with `Metrics`).
+    pub(crate) fn latency(&self) -> Arc<CommandLatency> {
+        Arc::clone(&self.latency)
+    }
+
+    /// The node's counters and sizes, taken in one driver step.
+    pub async fn snapshot(&self) -> Result<Snapshot, Error> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Command::Query(f, reply))
+            .send(Command::Snapshot(reply))
+            .await
+            .map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)
+    }
+
+    async fn query(&self, kind: CommandKind, f: QueryFn) -> Result<QueryResult, Error> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Query(kind, f, reply))
             .await
             .map_err(|_| Error::Stopped)?;
         match rx.await.map_err(|_| Error::Stopped)?? {
@@ -164,7 +205,10 @@ impl NodeHandle {
             .map(|s| NodeAddr::quic(s.to_string()))
             .collect();
         match self
-            .query(Box::new(move |n, ts| n.bootstrap(ts, seeds)))
+            .query(
+                CommandKind::Bootstrap,
+                Box::new(move |n, ts| n.bootstrap(ts, seeds)),
+            )
             .await?
         {
             QueryResult::Bootstrap { table_size } => Ok(table_size),
@@ -176,7 +220,10 @@ impl NodeHandle {
     /// keys; returns the replicas per key.
     pub async fn publish(&self, descriptor: Descriptor) -> Result<Vec<KeyReplicas>, Error> {
         match self
-            .query(Box::new(move |n, ts| n.publish(ts, descriptor)))
+            .query(
+                CommandKind::Publish,
+                Box::new(move |n, ts| n.publish(ts, descriptor)),
+            )
             .await?
         {
             QueryResult::Publish { keys, .. } => Ok(keys),
@@ -192,9 +239,10 @@ impl NodeHandle {
         max_results: u16,
     ) -> Result<Vec<ValidDescriptor>, Error> {
         match self
-            .query(Box::new(move |n, ts| {
-                n.discover(ts, key, filters, max_results)
-            }))
+            .query(
+                CommandKind::Discover,
+                Box::new(move |n, ts| n.discover(ts, key, filters, max_results)),
+            )
             .await?
         {
             QueryResult::Discover { descriptors, .. } => Ok(descriptors),
@@ -205,8 +253,25 @@ impl NodeHandle {
     /// Pings a node; returns its identity (from its certificate).
     pub async fn ping(&self, addr: SocketAddr) -> Result<Identity, Error> {
         let addr = NodeAddr::quic(addr.to_string());
-        match self.query(Box::new(move |n, ts| n.ping(ts, addr))).await? {
+        match self
+            .query(CommandKind::Ping, Box::new(move |n, ts| n.ping(ts, addr)))
+            .await?
+        {
             QueryResult::Ping { identity, .. } => Ok(identity),
+            _ => Err(Error::Stopped),
+        }
+    }
+
+    /// The closest nodes to `target` that answered, nearest first.
+    pub async fn find_node(&self, target: NodeId) -> Result<Vec<NodeInfo>, Error> {
+        match self
+            .query(
+                CommandKind::FindNode,
+                Box::new(move |n, ts| n.find_node(ts, target)),
+            )
+            .await?
+        {
+            QueryResult::FindNode { peers } => Ok(peers),
             _ => Err(Error::Stopped),
         }
     }
@@ -214,7 +279,13 @@ impl NodeHandle {
     /// Withdraws one of this node's publications everywhere (publishes a
     /// signed `core/revocation`).
     pub async fn revoke(&self, id: Hash) -> Result<Vec<KeyReplicas>, Error> {
-        match self.query(Box::new(move |n, ts| n.revoke(ts, &id))).await? {
+        match self
+            .query(
+                CommandKind::Revoke,
+                Box::new(move |n, ts| n.revoke(ts, &id)),
+            )
+            .await?
+        {
             QueryResult::Publish { keys, .. } => Ok(keys),
             _ => Err(Error::Stopped),
         }
@@ -254,9 +325,27 @@ impl NodeHandle {
     /// Closes the node's connections and stops it (waits at most a short
     /// grace period for the peers to be told).
     pub async fn shutdown(&self) {
+        self.shutdown_gracefully(std::time::Duration::ZERO).await;
+    }
+
+    /// Stops accepting connections, waits up to `grace` for the answers
+    /// to requests in flight to be delivered, then closes the connections,
+    /// flushes the store and stops. Returns when the node has stopped.
+    pub async fn shutdown_gracefully(&self, grace: std::time::Duration) {
         let (reply, rx) = oneshot::channel();
-        if self.tx.send(Command::Shutdown(reply)).await.is_ok() {
+        if self.tx.send(Command::Shutdown(grace, reply)).await.is_ok() {
             let _ = rx.await;
         }
+    }
+
+    /// The routing table's peers (identity and address), e.g. to save
+    /// them so a restart can rejoin without seeds.
+    pub async fn routing_peers(&self) -> Result<Vec<(Identity, NodeAddr)>, Error> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Peers(reply))
+            .await
+            .map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)
     }
 }

@@ -14,7 +14,8 @@ use clap::{Parser, Subcommand};
 use mars_proto::schema::{self, Capability, Endpoint, TypePath};
 use mars_proto::wire::NodeAddr;
 use mars_proto::{Keypair, ValidDescriptor};
-use mars_tokio::{Error, Node, NodeConfig, NodeHandle, generate_keypair, unix_now};
+use mars_tokio::hub::{Hub, HubConfig};
+use mars_tokio::{Error, Node, NodeConfig, NodeHandle, generate_keypair, key_file, unix_now};
 
 #[derive(Parser)]
 #[command(
@@ -97,6 +98,71 @@ enum Cmd {
         /// The node's address, e.g. 127.0.0.1:4433.
         addr: String,
     },
+    /// Run a hub until SIGINT/SIGTERM: a public node that stores
+    /// descriptors durably (LMDB in the data dir), serves clients (publish
+    /// proxy), enforces rate limits, serves Prometheus metrics and peers
+    /// with other hubs. Without flags: 127.0.0.1:4433, ./mars-data,
+    /// metrics on 127.0.0.1:9433. See examples/hub.toml for every setting.
+    Hub(Box<HubArgs>),
+}
+
+/// `mars hub` flags; each overrides the same setting of `--config`.
+#[derive(clap::Args)]
+struct HubArgs {
+    /// A hub.toml (see examples/hub.toml); flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// UDP address to listen on [default: 127.0.0.1:4433].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Address peers should dial (host:port), if not the bound one.
+    #[arg(long)]
+    advertise: Option<String>,
+    /// Data directory: store, key, saved peers [default: ./mars-data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Key file, created with mode 0600 if missing [default: <data-dir>/hub.key].
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// A node to join through (repeatable; adds to the config's seeds).
+    #[arg(long = "seed")]
+    seeds: Vec<String>,
+    /// Address for /metrics and /health [default: 127.0.0.1:9433].
+    #[arg(long, conflicts_with = "no_metrics")]
+    metrics: Option<SocketAddr>,
+    /// Serve no metrics.
+    #[arg(long)]
+    no_metrics: bool,
+    /// Which peer addresses to accept: public, any, auto [default: auto].
+    #[arg(long, value_enum)]
+    address_policy: Option<mars_tokio::hub::config::AddressPolicyChoice>,
+    /// LMDB map size in MiB: the most the store may grow to [default: 1024].
+    #[arg(long)]
+    map_size_mib: Option<u64>,
+    /// Most descriptors held [default: 100000].
+    #[arg(long)]
+    max_descriptors: Option<usize>,
+    /// Most bytes held, as the store counts them [default: 268435456].
+    #[arg(long)]
+    max_bytes: Option<u64>,
+    /// STOREs accepted per publisher per minute [default: 10].
+    #[arg(long)]
+    stores_per_minute: Option<u32>,
+    /// Requests per second from one IP address [default: 200].
+    #[arg(long)]
+    requests_per_ip: Option<u32>,
+    /// Requests per second from one identity [default: 100].
+    #[arg(long)]
+    requests_per_identity: Option<u32>,
+    /// QUIC connections at once from one IP address [default: 32].
+    #[arg(long)]
+    max_connections_per_ip: Option<usize>,
+    /// Do not announce this hub or connect to other hubs.
+    #[arg(long)]
+    no_peering: bool,
+    /// Seconds between searches for other hubs [default: 300].
+    #[arg(long)]
+    peering_interval: Option<u64>,
 }
 
 fn parse_param(s: &str) -> Result<(String, String), String> {
@@ -107,7 +173,7 @@ fn parse_param(s: &str) -> Result<(String, String), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_level = if matches!(cli.command, Cmd::Node { .. }) {
+    let default_level = if matches!(cli.command, Cmd::Node { .. } | Cmd::Hub(_)) {
         "info"
     } else {
         "warn"
@@ -161,40 +227,105 @@ async fn run(cmd: Cmd) -> Result<(), String> {
             limit,
         } => discover(seeds, &type_path, json, limit).await,
         Cmd::Ping { addr } => ping(&addr).await,
+        Cmd::Hub(args) => hub(*args).await,
     }
+}
+
+// -------------------------------------------------------------------- hub
+
+fn hub_config(args: HubArgs) -> Result<HubConfig, String> {
+    let mut c = match &args.config {
+        Some(path) => HubConfig::from_file(path).map_err(|e| e.to_string())?,
+        None => HubConfig::default(),
+    };
+    if let Some(v) = args.listen {
+        c.listen = v;
+    }
+    if let Some(v) = args.advertise {
+        c.advertise = Some(v);
+    }
+    if let Some(v) = args.data_dir {
+        c.data_dir = v;
+    }
+    if let Some(v) = args.key {
+        c.key_file = Some(v);
+    }
+    c.seeds.extend(args.seeds);
+    if let Some(v) = args.metrics {
+        c.metrics = Some(v);
+    }
+    if args.no_metrics {
+        c.metrics = None;
+    }
+    if let Some(v) = args.address_policy {
+        c.address_policy = v;
+    }
+    if let Some(v) = args.map_size_mib {
+        c.storage.map_size_mib = v;
+    }
+    if let Some(v) = args.max_descriptors {
+        c.storage.max_descriptors = v;
+    }
+    if let Some(v) = args.max_bytes {
+        c.storage.max_bytes = v;
+    }
+    if let Some(v) = args.stores_per_minute {
+        c.storage.stores_per_minute = v;
+    }
+    if let Some(v) = args.requests_per_ip {
+        c.limits.requests_per_ip_per_sec = v;
+    }
+    if let Some(v) = args.requests_per_identity {
+        c.limits.requests_per_identity_per_sec = v;
+    }
+    if let Some(v) = args.max_connections_per_ip {
+        c.limits.max_connections_per_ip = v;
+    }
+    if args.no_peering {
+        c.peering.enabled = false;
+    }
+    if let Some(v) = args.peering_interval {
+        c.peering.discover_interval_secs = v;
+    }
+    c.validate().map_err(|e| e.to_string())?;
+    Ok(c)
+}
+
+async fn hub(args: HubArgs) -> Result<(), String> {
+    let config = hub_config(args)?;
+    let hub = Hub::start(config).await.map_err(|e| e.to_string())?;
+    wait_for_signal().await?;
+    hub.shutdown().await.map_err(|e| e.to_string())
+}
+
+/// SIGINT (Ctrl-C) or SIGTERM (systemd, docker stop).
+async fn wait_for_signal() -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term =
+            signal(SignalKind::terminate()).map_err(|e| format!("cannot wait for SIGTERM: {e}"))?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.map_err(|e| format!("cannot wait for SIGINT: {e}")),
+            _ = term.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c()
+        .await
+        .map_err(|e| format!("cannot wait for Ctrl-C: {e}"))
 }
 
 // ------------------------------------------------------------------- keys
 
 fn keygen(out: &Path) -> Result<(), String> {
-    let key = generate_keypair();
-    let mut file = std::fs::OpenOptions::new();
-    file.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut file, 0o600);
-    let mut f = file
-        .open(out)
-        .map_err(|e| format!("cannot create {}: {e}", out.display()))?;
-    std::io::Write::write_all(
-        &mut f,
-        format!("{}\n", hex::encode(key.secret_bytes())).as_bytes(),
-    )
-    .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    let key = key_file::create(out).map_err(|e| e.to_string())?;
     println!("{}", key.identity().did());
     Ok(())
 }
 
 fn read_key(path: &Path) -> Result<Keypair, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read key file {}: {e}", path.display()))?;
-    let mut secret = [0u8; 32];
-    hex::decode_to_slice(text.trim(), &mut secret).map_err(|_| {
-        format!(
-            "{} is not a key file (expected 64 hex digits, as `mars keygen` writes)",
-            path.display()
-        )
-    })?;
-    Ok(Keypair::from_secret_bytes(&secret))
+    key_file::read(path).map_err(|e| e.to_string())
 }
 
 // ------------------------------------------------------------------ nodes
@@ -286,9 +417,7 @@ async fn node(listen: SocketAddr, seeds: Vec<String>, key: Option<PathBuf>) -> R
             Err(e) => tracing::warn!("bootstrap failed: {}", explain(e, &seeds)),
         }
     }
-    tokio::signal::ctrl_c()
-        .await
-        .map_err(|e| format!("cannot wait for Ctrl-C: {e}"))?;
+    wait_for_signal().await?;
     handle.shutdown().await;
     Ok(())
 }

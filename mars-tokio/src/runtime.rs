@@ -2,16 +2,17 @@
 //! channel and the clock. A driver for another runtime replaces this file.
 
 use std::io::{ErrorKind, IoSliceMut};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use quinn_udp::{RecvMeta, UdpSocketState};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
-use tracing::{debug, info};
+use tracing::{debug, error, info};
 
 use mars_proto::Timestamp;
 use mars_proto::quic::{Host, TimeAnchor};
+use mars_proto::store::BoxedStore;
 use mars_proto::wire::NodeAddr;
 
 use crate::driver::{Command, Driver};
@@ -52,7 +53,10 @@ const SOCKET_BUFFER: usize = 8 << 20;
 /// Receive calls (or commands) taken in one go before sending what they caused.
 const RECV_BATCH: usize = 64;
 
-pub(crate) async fn spawn(mut config: NodeConfig) -> Result<NodeHandle, Error> {
+pub(crate) async fn spawn(
+    mut config: NodeConfig,
+    store: Option<BoxedStore>,
+) -> Result<NodeHandle, Error> {
     let socket = UdpSocket::bind(config.listen).await?;
     let local_addr = socket.local_addr()?;
     // quinn-udp: segmentation offload and ECN where the system has them.
@@ -78,15 +82,23 @@ pub(crate) async fn spawn(mut config: NodeConfig) -> Result<NodeHandle, Error> {
         unix: clock::unix_now(),
     };
     let seed = config.seed.unwrap_or(anchor.unix.as_micros());
-    let host = Host::new(config.host, config.keypair, advertised, anchor, seed)?;
+    let host = match store {
+        Some(store) => {
+            Host::with_store(config.host, config.keypair, advertised, anchor, seed, store)?
+        }
+        None => Host::new(config.host, config.keypair, advertised, anchor, seed)?,
+    };
     let identity = host.identity();
     let (tx, rx) = mpsc::channel(1024);
     info!(%local_addr, did = %identity.did(), "node started");
-    tokio::spawn(run(Driver::new(host), socket, state, rx));
+    let driver = Driver::new(host, anchor.instant);
+    let latency = driver.latency();
+    tokio::spawn(run(driver, socket, state, rx));
     Ok(NodeHandle {
         tx,
         local_addr,
         identity,
+        latency,
     })
 }
 
@@ -112,8 +124,8 @@ async fn run(
             };
             send(&socket, &state, &transmit).await;
         }
-        driver.drain_events();
         let now = clock::now();
+        driver.drain_events(now);
         if driver.finished(now) {
             break;
         }
@@ -170,12 +182,18 @@ async fn run(
                 // Every handle is gone: stop.
                 None => {
                     commands_open = false;
-                    driver.stop(clock::now(), None);
+                    driver.stop(clock::now(), Duration::ZERO);
                 }
             },
             () = sleep => driver.host.handle_timeout(clock::now()),
         }
     }
+    // Whatever the store committed last becomes durable before anyone is
+    // told the node has stopped.
+    if let Err(e) = driver.host.flush_storage() {
+        error!("cannot flush the store at shutdown: {e}");
+    }
+    driver.stopped();
     info!("node stopped");
 }
 
