@@ -248,13 +248,23 @@ impl HubConfig {
                 why: why.to_owned(),
             })
         };
-        if self.storage.map_size_mib == 0 {
-            return invalid("storage.map_size_mib", "must be at least 1");
+        let min_map = mars_proto::store::MIN_MAP_SIZE.div_ceil(1 << 20);
+        if self.storage.map_size_mib < min_map {
+            return invalid(
+                "storage.map_size_mib",
+                &format!("must be at least {min_map} (LMDB's smallest useful map)"),
+            );
         }
-        if self.storage.max_bytes > self.storage.map_size_mib.saturating_mul(1 << 20) {
+        // On disk a descriptor takes about 1.5× what the store charges it
+        // (record plus index entries); twice leaves room for LMDB's page
+        // reuse, so the store's own limit is reached before the map fills.
+        let needed = self.storage.max_bytes.saturating_mul(2).div_ceil(1 << 20);
+        if needed > self.storage.map_size_mib {
             return invalid(
                 "storage.max_bytes",
-                "must not exceed the map size (storage.map_size_mib)",
+                &format!(
+                    "needs a map of at least {needed} MiB (twice max_bytes); raise storage.map_size_mib or lower max_bytes"
+                ),
             );
         }
         if self.limits.max_connections == 0 || self.limits.max_connections_per_ip == 0 {
@@ -321,7 +331,7 @@ mod tests {
 
     #[test]
     fn out_of_range_values_name_their_key() {
-        let c = HubConfig::from_toml("[storage]\nmap_size_mib = 1\nmax_bytes = 2000000\n").unwrap();
+        let c = HubConfig::from_toml("[storage]\nmap_size_mib = 8\nmax_bytes = 5000000\n").unwrap();
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("storage.max_bytes"), "{e}");
     }
