@@ -364,6 +364,9 @@ async fn health(node: &NodeHandle) -> Response {
                 "peers": s.routing_table,
                 "descriptors": s.descriptors,
                 "connections": s.connections,
+                // The node answers either way; "failing" asks an operator
+                // to look at the disk (see the store metrics).
+                "storage": if s.storage_failing() { "failing" } else { "ok" },
             }),
         ),
         Err(why) => {
@@ -378,6 +381,7 @@ async fn health(node: &NodeHandle) -> Response {
                     "peers": null,
                     "descriptors": null,
                     "connections": null,
+                    "storage": null,
                 }),
             )
         }

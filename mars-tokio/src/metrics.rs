@@ -191,6 +191,18 @@ impl Collector for Exposition {
             Some(&Unit::Bytes),
             s.stored_bytes,
         )?;
+        counter(
+            &mut e,
+            "mars_store_read_errors",
+            "Stored descriptors that could not be read back (corrupt on disk) and were treated as absent.",
+            s.store_read_errors,
+        )?;
+        counter(
+            &mut e,
+            "mars_store_write_failures",
+            "Writes (stores, sweeps) the storage engine failed, e.g. a full LMDB map.",
+            s.store_failed_writes,
+        )?;
         gauge(
             &mut e,
             "mars_connections_open",

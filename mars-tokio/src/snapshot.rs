@@ -6,6 +6,7 @@ use std::time::Duration;
 use mars_proto::Identity;
 use mars_proto::node::NodeStats;
 use mars_proto::quic::{Host, HostStats};
+use mars_proto::store::DescriptorStore;
 
 /// Counters and sizes of a running node, taken in one driver step so they
 /// agree with each other. Counters are cumulative since the node started.
@@ -29,9 +30,22 @@ pub struct Snapshot {
     pub connections: usize,
     /// Commands (lookups, publishes, pings) in progress.
     pub queries_in_progress: usize,
+    /// Reads the storage engine could not serve (a corrupt record on
+    /// disk); the descriptor was treated as absent.
+    pub store_read_errors: u64,
+    /// Writes (stores, sweeps) the storage engine refused or failed.
+    pub store_failed_writes: u64,
 }
 
 impl Snapshot {
+    /// Whether the store has failed since start (corrupt reads, failed
+    /// writes or flushes): the node serves, but an operator must look.
+    pub fn storage_failing(&self) -> bool {
+        self.store_read_errors > 0
+            || self.store_failed_writes > 0
+            || self.host.storage_flush_failures > 0
+    }
+
     /// Copies what is to be seen of `host`.
     pub(crate) fn of(host: &Host, uptime: Duration) -> Self {
         let node = host.node();
@@ -45,6 +59,8 @@ impl Snapshot {
             stored_bytes: node.storage().total_bytes(),
             connections: host.connections(),
             queries_in_progress: node.queries_in_progress(),
+            store_read_errors: node.storage().store().read_errors(),
+            store_failed_writes: node.storage().failed_writes(),
         }
     }
 }

@@ -237,6 +237,7 @@ async fn health_says_ok_then_degraded_when_the_node_stops() {
         assert_eq!(health["peers"], 1, "{health}");
         assert_eq!(health["descriptors"], 0, "{health}");
         assert!(health["connections"].as_u64().unwrap() >= 1, "{health}");
+        assert_eq!(health["storage"], "ok", "{health}");
         assert!(health["uptime_seconds"].is_u64(), "{health}");
 
         // HEAD: the same headers, no body.
