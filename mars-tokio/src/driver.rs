@@ -195,12 +195,11 @@ impl Driver {
         }
     }
 
-    /// Tells the handles waiting for the shutdown that it is done (after
-    /// the store was flushed).
-    pub(crate) fn stopped(&mut self) {
-        for r in self.stop_replies.drain(..) {
-            let _ = r.send(());
-        }
+    /// Takes the handles waiting for the shutdown, to be told once the
+    /// store is flushed *and closed* (so the same data dir can be opened
+    /// again at once).
+    pub(crate) fn take_stop_replies(&mut self) -> Vec<Reply<()>> {
+        std::mem::take(&mut self.stop_replies)
     }
 
     /// The next wake-up: the host's, or the end of the shutdown's current

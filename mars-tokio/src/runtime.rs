@@ -193,8 +193,14 @@ async fn run(
     if let Err(e) = driver.host.flush_storage() {
         error!("cannot flush the store at shutdown: {e}");
     }
-    driver.stopped();
+    let waiting = driver.take_stop_replies();
+    // Dropping the host closes the store (an LMDB environment can be open
+    // once per process): only then is the node stopped.
+    drop(driver);
     info!("node stopped");
+    for r in waiting {
+        let _ = r.send(());
+    }
 }
 
 async fn send(socket: &UdpSocket, state: &UdpSocketState, t: &quinn_udp::Transmit<'_>) {
