@@ -187,7 +187,7 @@ impl Hub {
             seeds.push(resolve(s).await?);
         }
         for (_, addr) in &saved {
-            if let Ok(a) = addr.address.parse::<SocketAddr>() {
+            if let Ok(a) = addr.address().parse::<SocketAddr>() {
                 if !seeds.contains(&a) && a != local_addr {
                     seeds.push(a);
                 }
