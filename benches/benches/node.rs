@@ -46,6 +46,10 @@
 //! responsibility check passes on it). When the pool runs out, a fresh
 //! node with the same table and an empty store takes over, outside the
 //! timing: each node holds 0 to 999 descriptors while it is measured.
+//! `ours_known_publisher` is the other common STORE: a publisher the node
+//! has seen republishes (sequence + 1, same slot, new payload) to a node
+//! that holds the pool's first descriptors, so it replaces one and finds
+//! the publisher's key in the node's `KeyCache`.
 //! Next to it: one raw Ed25519
 //! verify of a 32-byte message (what a descriptor signature covers: its id
 //! digest), the same with the key decompression, and our
@@ -145,7 +149,7 @@ fn ref_identity(id: &Identity) -> mesh_core::Identity {
 }
 
 fn ref_addr(a: &NodeAddr) -> rm::NodeAddr {
-    rm::NodeAddr::quic(&a.address)
+    rm::NodeAddr::quic(a.address())
 }
 
 fn random_secret(rng: &mut StdRng) -> [u8; 32] {
@@ -212,7 +216,7 @@ impl Fixture {
         let by_addr = peers
             .iter()
             .enumerate()
-            .map(|(i, p)| (p.addr.address.clone(), i))
+            .map(|(i, p)| (p.addr.address().to_owned(), i))
             .collect();
         let mut f = Fixture {
             now,
@@ -229,7 +233,7 @@ impl Fixture {
         f.members = node
             .routing_table()
             .iter()
-            .map(|p| f.by_addr[&p.addr.address])
+            .map(|p| f.by_addr[p.addr.address()])
             .collect();
         // Requesters spread over the table.
         let step = (f.members.len() / REQUESTERS).max(1);
@@ -261,7 +265,7 @@ impl Fixture {
         while let Some(req) = node.poll_request() {
             let frame = Frame::decode(&req.frame).expect("our request decodes");
             assert!(matches!(frame.message, Message::Ping(_)), "only pings");
-            let peer = &self.peers[self.by_addr[&req.to.address]];
+            let peer = &self.peers[self.by_addr[req.to.address()]];
             let pong = Frame::new(
                 frame.msg_id,
                 Message::Pong(Pong {
@@ -350,6 +354,25 @@ fn descriptor(
     .sign(&publisher)
     .expect("descriptor inputs are valid");
     (d, publisher)
+}
+
+/// `d` republished by its publisher: same slot (schema, topic), next
+/// sequence, one second later, a new 128-byte payload — what a publisher
+/// sends every TTL/2, and what the node holding `d` then replaces it with.
+fn republished(rng: &mut StdRng, d: &Descriptor, publisher: &Keypair) -> Descriptor {
+    let mut payload = vec![0u8; 128];
+    rng.fill_bytes(&mut payload);
+    DescriptorBuilder::new(
+        d.schema_hash,
+        d.timestamp.saturating_add(Duration::from_secs(1)),
+    )
+    .topic(d.topic.clone())
+    .payload(payload)
+    .sequence(d.sequence + 1)
+    .ttl(d.ttl)
+    .routing_keys(d.routing_keys.clone())
+    .sign(publisher)
+    .expect("descriptor inputs are valid")
 }
 
 fn store_request(f: &Fixture, r: usize, d: Descriptor) -> Req {
@@ -663,7 +686,19 @@ fn node_benches(c: &mut Criterion) {
     store_benches(c, &f, &sizes);
 }
 
-/// STORE of a never-seen descriptor vs one raw signature verification.
+/// A node that has stored every request of `reqs` (outside any timing):
+/// it has seen each of their publishers once.
+fn warm_node(f: &Fixture, reqs: &[Req], peers: &[PeerInfo]) -> Node {
+    let mut node = f.our_node(&f.members);
+    for r in reqs {
+        our_handle(&mut node, f.now, &peers[r.requester], &r.ours);
+    }
+    assert_eq!(node.storage().len(), reqs.len(), "every STORE stored");
+    node
+}
+
+/// STORE of a never-seen descriptor, and of a known publisher's
+/// republication, vs one raw signature verification.
 fn store_benches(c: &mut Criterion, f: &Fixture, sizes: &Sizes) {
     let mut rng = StdRng::seed_from_u64(0x7374_6f72);
     let keys = schema::hierarchical_keys("compute/inference/text-generation");
@@ -674,6 +709,13 @@ fn store_benches(c: &mut Criterion, f: &Fixture, sizes: &Sizes) {
         .iter()
         .enumerate()
         .map(|(i, (d, _))| store_request(f, i, d.clone()))
+        .collect();
+    // Each pool descriptor republished (sequence + 1, same slot), from the
+    // same requester: what a node that holds the pool receives next.
+    let again: Vec<Req> = pool
+        .iter()
+        .enumerate()
+        .map(|(i, (d, k))| store_request(f, i, republished(&mut rng, d, k)))
         .collect();
     eprintln!(
         "STORE frame: {} bytes ours, {} bytes reference",
@@ -698,6 +740,21 @@ fn store_benches(c: &mut Criterion, f: &Fixture, sizes: &Sizes) {
             let ack = ref_response(&ref_handle(&mut theirs, &ref_peers[p], &r.theirs));
             assert!(matches!(ack, RefMsg::StoreAck(a) if a.stored), "REF stores");
         }
+        // Then every republication replaces its original.
+        for r in &again {
+            let p = r.requester;
+            let ack = response(&our_handle(&mut ours, now, &ours_peers[p], &r.ours));
+            assert!(
+                matches!(ack, Message::StoreAck(a) if a.stored),
+                "ours replaces"
+            );
+        }
+        assert_eq!(ours.storage().len(), reqs.len(), "one per slot");
+        let (hits, _) = ours.key_cache().hits_and_misses();
+        assert!(
+            hits >= again.len() as u64,
+            "known publishers' keys come from the node's cache ({hits} hits)"
+        );
     }
 
     let mut g = c.benchmark_group("node_store");
@@ -728,6 +785,39 @@ fn store_benches(c: &mut Criterion, f: &Fixture, sizes: &Sizes) {
                 total += t.elapsed();
                 left -= n;
                 assert_eq!(node.storage().len(), next, "every STORE stored");
+            }
+            total
+        })
+    });
+    // A publisher the node has seen: the republication of a held
+    // descriptor, which replaces it (sequence + 1 in the same slot).
+    g.bench_function("ours_known_publisher", |b| {
+        let mut node = warm_node(f, &reqs, &ours_peers);
+        let mut next = 0;
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            let mut left = iters;
+            while left > 0 {
+                if next == again.len() {
+                    node = warm_node(f, &reqs, &ours_peers);
+                    next = 0;
+                }
+                let n = left.min((again.len() - next) as u64);
+                let t = start_timer();
+                for _ in 0..n {
+                    let r = &again[next];
+                    next += 1;
+                    black_box(our_handle(
+                        &mut node,
+                        black_box(now),
+                        &ours_peers[r.requester],
+                        black_box(&r.ours),
+                    ));
+                }
+                total += t.elapsed();
+                left -= n;
+                assert_eq!(node.storage().len(), reqs.len(), "every STORE replaced");
+                assert_eq!(node.stats().stores_refused, 0, "every STORE replaced");
             }
             total
         })
@@ -789,20 +879,23 @@ fn store_benches(c: &mut Criterion, f: &Fixture, sizes: &Sizes) {
     });
     g.finish();
 
-    paired_store_ratio(f, sizes, &reqs, &pool, (&vk, &vk_bytes, &msg, &sig));
+    paired_store_ratio(f, sizes, &reqs, &again, &pool, (&vk, &vk_bytes, &msg, &sig));
 }
 
-/// STORE vs one verify, measured interleaved: rounds of 10 STOREs, 10 raw
-/// verifies, 10 key decompressions + verifies and 10 `validate`s, one
-/// after the other, so a busy machine slows all four alike. A round is
-/// short (about 1.5 ms), so when another process takes the core it
-/// spoils a few rounds of one kind and the medians stay clean. Prints on
-/// stderr each kind's median and quartiles per operation, the ratios of
-/// the medians, and the medians of the per-round ratios.
+/// STORE vs one verify, measured interleaved: rounds of 10 STOREs from
+/// new publishers, 10 republications from known publishers (on a node
+/// that holds their first descriptors), 10 raw verifies, 10 key
+/// decompressions + verifies and 10 `validate`s, one after the other, so
+/// a busy machine slows all five alike. A round is short (about 2 ms), so
+/// when another process takes the core it spoils a few rounds of one kind
+/// and the medians stay clean. Prints on stderr each kind's median and
+/// quartiles per operation, the ratios of the medians, and the medians of
+/// the per-round ratios.
 fn paired_store_ratio(
     f: &Fixture,
     sizes: &Sizes,
     reqs: &[Req],
+    again: &[Req],
     pool: &[(Descriptor, Keypair)],
     (vk, vk_bytes, msg, sig): (
         &VerifyingKey,
@@ -817,56 +910,71 @@ fn paired_store_ratio(
     let peers: Vec<PeerInfo> = (0..REQUESTERS).map(|r| f.peer_info(r)).collect();
     let mut node = f.our_node(&f.members);
     let mut next = 0;
-    // Per round, seconds per operation: STORE, verify, decompress + verify, validate.
-    let mut rows: Vec<[f64; 4]> = Vec::with_capacity(rounds);
-    for _ in 0..rounds {
-        if next + per > reqs.len() {
-            node = f.our_node(&f.members);
-            next = 0;
-        }
-        let mut row = [0.0; 4];
+    let mut warm = warm_node(f, reqs, &peers);
+    let mut next_again = 0;
+    let store = |node: &mut Node, batch: &[Req]| {
         let t = start_timer();
-        for r in &reqs[next..next + per] {
+        for r in batch {
             black_box(our_handle(
-                &mut node,
+                node,
                 black_box(f.now),
                 &peers[r.requester],
                 black_box(&r.ours),
             ));
         }
-        row[0] = t.elapsed().as_secs_f64();
+        t.elapsed().as_secs_f64()
+    };
+    // Per round, seconds per operation: STORE (new publisher), STORE
+    // (known publisher), verify, decompress + verify, validate.
+    let mut rows: Vec<[f64; 5]> = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        if next + per > reqs.len() {
+            node = f.our_node(&f.members);
+            next = 0;
+        }
+        if next_again + per > again.len() {
+            assert_eq!(warm.stats().stores_refused, 0, "every STORE replaced");
+            warm = warm_node(f, reqs, &peers);
+            next_again = 0;
+        }
+        let mut row = [0.0; 5];
+        row[0] = store(&mut node, &reqs[next..next + per]);
         next += per;
+        row[1] = store(&mut warm, &again[next_again..next_again + per]);
+        next_again += per;
         let t = start_timer();
         for _ in 0..per {
             let _ = black_box(black_box(vk).verify(black_box(msg), black_box(sig)));
         }
-        row[1] = t.elapsed().as_secs_f64();
+        row[2] = t.elapsed().as_secs_f64();
         let t = start_timer();
         for _ in 0..per {
             let ok = VerifyingKey::from_bytes(black_box(vk_bytes))
                 .is_ok_and(|k| k.verify(black_box(msg), black_box(sig)).is_ok());
             black_box(ok);
         }
-        row[2] = t.elapsed().as_secs_f64();
+        row[3] = t.elapsed().as_secs_f64();
         let t = start_timer();
         for (d, _) in pool.iter().cycle().take(per) {
             let _ = black_box(black_box(d).clone().validate(black_box(f.now)));
         }
-        row[3] = t.elapsed().as_secs_f64();
+        row[4] = t.elapsed().as_secs_f64();
         rows.push(row.map(|x| x / per as f64));
     }
     assert_eq!(node.storage().len(), next, "every STORE stored");
+    assert_eq!(warm.stats().stores_refused, 0, "every STORE replaced");
     let quartiles = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
         (at(0.25), at(0.5), at(0.75))
     };
-    let stats: Vec<(f64, f64, f64)> = (0..4)
+    let stats: Vec<(f64, f64, f64)> = (0..5)
         .map(|i| quartiles(rows.iter().map(|r| r[i] * 1e6).collect()))
         .collect();
     eprintln!("paired STORE vs verify, {rounds} rounds of {per} (µs per op: median [q1 q3]):");
     let names = [
-        "STORE (handle_request)",
+        "STORE, new publisher",
+        "STORE, known publisher",
         "ed25519 verify",
         "key decompress + verify",
         "Descriptor::validate",
@@ -875,13 +983,16 @@ fn paired_store_ratio(
         eprintln!("  {name:<24} {m:7.2} [{q1:.2} {q3:.2}]");
     }
     eprintln!("  ratio of medians; median of per-round ratios [q1 q3]:");
-    for i in 1..4 {
-        let (q1, m, q3) = quartiles(rows.iter().map(|r| r[0] / r[i]).collect());
-        eprintln!(
-            "  STORE / {:<24} {:.3}; {m:.3} [{q1:.3} {q3:.3}]",
-            names[i],
-            stats[0].1 / stats[i].1
-        );
+    for s in 0..2 {
+        for i in 2..5 {
+            let (q1, m, q3) = quartiles(rows.iter().map(|r| r[s] / r[i]).collect());
+            eprintln!(
+                "  {} / {:<24} {:.3}; {m:.3} [{q1:.3} {q3:.3}]",
+                names[s],
+                names[i],
+                stats[s].1 / stats[i].1
+            );
+        }
     }
 }
 

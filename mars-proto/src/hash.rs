@@ -1,5 +1,6 @@
 //! Self-describing hashes: an algorithm byte plus the digest.
 
+use std::cmp::Ordering;
 use std::fmt;
 
 /// Longest digest we carry. Every algorithm in the registry (BLAKE3,
@@ -52,11 +53,47 @@ impl HashAlgorithm {
 /// Stored inline (no heap) so that hashes are `Copy` and cheap to compare;
 /// the invariant is that a known algorithm always carries a digest of its
 /// length and that bytes past `len` are zero.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+///
+/// Ordered by (algorithm, length, digest bytes), as a derived `Ord` would;
+/// the digest is compared eight bytes at a time.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Hash {
     algorithm: u8,
     len: u8,
     bytes: [u8; MAX_DIGEST_LEN],
+}
+
+impl PartialOrd for Hash {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Hash {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.algorithm, self.len)
+            .cmp(&(other.algorithm, other.len))
+            .then_with(|| cmp_bytes32(&self.bytes, &other.bytes))
+    }
+}
+
+/// Lexicographic order of two 32-byte strings, the order `[u8; 32]`'s own
+/// `Ord` gives, computed as four big-endian `u64` comparisons inline
+/// instead of a call to `memcmp`. Hashes and identities are the keys of
+/// every store and table index, so this is on every B-tree step.
+pub(crate) fn cmp_bytes32(a: &[u8; 32], b: &[u8; 32]) -> Ordering {
+    let word = |s: &[u8; 32], i: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&s[i * 8..i * 8 + 8]);
+        u64::from_be_bytes(w)
+    };
+    for i in 0..4 {
+        match word(a, i).cmp(&word(b, i)) {
+            Ordering::Equal => {}
+            unequal => return unequal,
+        }
+    }
+    Ordering::Equal
 }
 
 /// Why raw parts do not form a [`Hash`].
@@ -183,6 +220,35 @@ impl fmt::Display for Hash {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn order_is_the_derived_order() {
+        // Pairs that differ in one byte at every position, both ways, plus
+        // equal ones and differing algorithms and lengths.
+        let mut digests = vec![[0u8; 32], [0xff; 32]];
+        for i in 0..32 {
+            for v in [1u8, 0x7f, 0x80, 0xfe] {
+                let mut d = [0x55u8; 32];
+                d[i] = v;
+                digests.push(d);
+            }
+        }
+        for a in &digests {
+            for b in &digests {
+                assert_eq!(cmp_bytes32(a, b), a.cmp(b), "{a:?} {b:?}");
+                let (ha, hb) = (Hash::from_blake3_digest(*a), Hash::from_blake3_digest(*b));
+                assert_eq!(ha.cmp(&hb), a.cmp(b));
+                assert_eq!(ha.partial_cmp(&hb), Some(a.cmp(b)));
+                assert_eq!(ha == hb, a == b);
+            }
+        }
+        let blake = Hash::from_blake3_digest([0xff; 32]);
+        let sha = Hash::new(HashAlgorithm::Sha256, &[0; 32]).unwrap();
+        assert!(blake < sha, "the algorithm byte orders first");
+        let short = Hash::new(HashAlgorithm::Other(9), &[0xff; 4]).unwrap();
+        let long = Hash::new(HashAlgorithm::Other(9), &[0; 5]).unwrap();
+        assert!(short < long, "then the length");
+    }
 
     #[test]
     fn known_algorithms_demand_their_length() {

@@ -42,9 +42,11 @@ mod descriptor;
 mod did;
 mod hash;
 mod identity;
+mod key_cache;
 mod lookup;
 pub mod node;
 mod node_id;
+mod node_id_cache;
 #[cfg(feature = "quic")]
 pub mod quic;
 mod rng;
@@ -57,11 +59,13 @@ pub mod wire;
 pub use config::Config;
 pub use descriptor::{
     Descriptor, DescriptorBuilder, SignatureCache, ValidDescriptor, ValidationError,
-    limits as descriptor_limits, validate_batch, validate_batch_with,
+    limits as descriptor_limits, validate_batch, validate_batch_cached, validate_batch_with,
 };
 pub use did::DidError;
 pub use hash::{Hash, HashAlgorithm};
 pub use identity::{Identity, Keypair, Signature};
+pub use key_cache::KeyCache;
 pub use lookup::LookupStats;
 pub use node_id::NodeId;
+pub use node_id_cache::NodeIdCache;
 pub use time::Timestamp;

@@ -7,8 +7,6 @@
 //! skipped). A dead peer costs one request timeout in one of the α slots and
 //! never stalls the others.
 
-use std::collections::BTreeMap;
-
 use crate::identity::Identity;
 use crate::node_id::NodeId;
 use crate::wire::NodeAddr;
@@ -42,9 +40,10 @@ pub(crate) struct Candidate {
 /// What to do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Next {
-    /// Ask this peer (`identity` is `None` for a bootstrap seed known only by address).
+    /// Ask this peer (`identity` is `None` for a bootstrap seed known only
+    /// by address; else the peer's identity and node id).
     Query {
-        identity: Option<Identity>,
+        identity: Option<(Identity, NodeId)>,
         addr: NodeAddr,
         hop: u32,
     },
@@ -71,6 +70,14 @@ pub struct LookupStats {
 }
 
 /// One lookup towards `target`.
+///
+/// Candidates live in a slab (`slots`, freed slots reused) with `order`
+/// listing the live ones nearest first, so inserting one moves a few
+/// indices, not whole candidates, and nothing is allocated per candidate.
+/// `prefixes` holds the first key bytes of each slot's identity: a node
+/// named again (most named nodes are, once a lookup nears its target) is
+/// recognised by a scan of that short array, without computing its node
+/// id.
 #[derive(Debug)]
 pub(crate) struct Lookup {
     target: NodeId,
@@ -78,8 +85,13 @@ pub(crate) struct Lookup {
     k: usize,
     alpha: usize,
     max_candidates: usize,
-    /// Keyed by distance to the target, so iteration is nearest first.
-    candidates: BTreeMap<NodeId, Candidate>,
+    slots: Vec<Slot>,
+    /// `prefix(identity)` of each slot, live or free.
+    prefixes: Vec<u64>,
+    /// Live slots, nearest the target first.
+    order: Vec<u32>,
+    /// Free slots.
+    free: Vec<u32>,
     /// Seeds known only by address (bootstrap), asked first.
     seeds: Vec<NodeAddr>,
     in_flight: usize,
@@ -87,31 +99,45 @@ pub(crate) struct Lookup {
     done: bool,
 }
 
+/// A candidate and its distance to the target.
+#[derive(Debug)]
+struct Slot {
+    c: Candidate,
+    /// Distance to the target as big-endian words: orders as the distance.
+    dist: [u64; 4],
+    live: bool,
+}
+
 impl Lookup {
     /// A lookup for `target` by the node `local`, starting from `initial`
-    /// (typically the routing table's closest) and any address-only `seeds`.
+    /// (typically the routing table's closest: identity, node id, address)
+    /// and any address-only `seeds`.
     pub(crate) fn new(
         target: NodeId,
         local: NodeId,
         k: usize,
         alpha: usize,
-        initial: impl IntoIterator<Item = (Identity, NodeAddr)>,
+        initial: impl IntoIterator<Item = (Identity, NodeId, NodeAddr)>,
         seeds: Vec<NodeAddr>,
     ) -> Self {
+        let k = k.max(1);
         let mut l = Lookup {
             target,
             local,
-            k: k.max(1),
+            k,
             alpha: alpha.max(1),
-            max_candidates: k.max(1) * 4,
-            candidates: BTreeMap::new(),
+            max_candidates: k * 4,
+            slots: Vec::new(),
+            prefixes: Vec::new(),
+            order: Vec::new(),
+            free: Vec::new(),
             seeds,
             in_flight: 0,
             stats: LookupStats::default(),
             done: false,
         };
-        for (identity, addr) in initial {
-            l.add_candidate(identity, addr, 1);
+        for (identity, id, addr) in initial {
+            l.add_candidate(identity, id, addr, 1);
         }
         l
     }
@@ -126,40 +152,104 @@ impl Lookup {
         self.stats
     }
 
-    fn add_candidate(&mut self, identity: Identity, addr: NodeAddr, hop: u32) {
-        let id = identity.node_id();
+    /// Live candidates.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Where a candidate at `dist` is in `order`: `Ok` if one is there.
+    fn position(&self, dist: &[u64; 4]) -> Result<usize, usize> {
+        self.order.binary_search_by(|&i| {
+            self.slots
+                .get(i as usize)
+                .map_or(std::cmp::Ordering::Less, |s| s.dist.cmp(dist))
+        })
+    }
+
+    /// The live candidate with node id `id`.
+    fn find_mut(&mut self, id: &NodeId) -> Option<&mut Candidate> {
+        let dist = words(&id.distance(&self.target));
+        let at = self.position(&dist).ok()?;
+        let i = *self.order.get(at)?;
+        self.slots.get_mut(i as usize).map(|s| &mut s.c)
+    }
+
+    /// Whether `identity` is a live candidate: a scan of the prefixes, so a
+    /// node named again costs no hashing.
+    fn has_identity(&self, identity: &Identity) -> bool {
+        const LANES: usize = 8;
+        let p = prefix(identity);
+        // Eight prefixes compared at a time without branches (vectorised),
+        // then the rare chunk with a match checked in full.
+        self.prefixes.chunks(LANES).enumerate().any(|(c, chunk)| {
+            chunk.iter().fold(false, |m, &q| m | (q == p))
+                && chunk.iter().enumerate().any(|(j, &q)| {
+                    q == p
+                        && self
+                            .slots
+                            .get(c * LANES + j)
+                            .is_some_and(|s| s.live && s.c.identity == *identity)
+                })
+        })
+    }
+
+    /// Adds a candidate; `id` must be `identity`'s node id.
+    fn add_candidate(&mut self, identity: Identity, id: NodeId, addr: NodeAddr, hop: u32) {
         if id == self.local {
             return;
         }
-        let dist = id.distance(&self.target);
-        if self.candidates.contains_key(&dist) {
+        let dist = words(&id.distance(&self.target));
+        let Err(mut at) = self.position(&dist) else {
             return;
-        }
-        if self.candidates.len() >= self.max_candidates {
+        };
+        if self.order.len() >= self.max_candidates {
             // Bounded: drop the farthest candidate nobody is waiting on, if
             // the newcomer is closer than it.
-            let farthest = self
-                .candidates
-                .iter()
-                .rev()
-                .find(|(_, c)| !matches!(c.state, CandidateState::InFlight | CandidateState::Slow))
-                .map(|(d, _)| *d);
+            let farthest = self.order.iter().enumerate().rev().find(|&(_, &i)| {
+                self.slots.get(i as usize).is_some_and(|s| {
+                    !matches!(s.c.state, CandidateState::InFlight | CandidateState::Slow)
+                })
+            });
             match farthest {
-                Some(f) if f > dist => {
-                    self.candidates.remove(&f);
+                Some((pos, &i)) if pos >= at => {
+                    self.order.remove(pos);
+                    if let Some(s) = self.slots.get_mut(i as usize) {
+                        s.live = false;
+                    }
+                    self.free.push(i);
+                    at = at.min(self.order.len());
                 }
                 _ => return,
             }
         }
-        self.candidates.insert(
-            dist,
-            Candidate {
+        let slot = Slot {
+            c: Candidate {
                 identity,
                 addr,
                 state: CandidateState::New,
                 hop,
             },
-        );
+            dist,
+            live: true,
+        };
+        let i = match self.free.pop() {
+            Some(i) => {
+                if let Some(s) = self.slots.get_mut(i as usize) {
+                    *s = slot;
+                }
+                if let Some(p) = self.prefixes.get_mut(i as usize) {
+                    *p = prefix(&identity);
+                }
+                i
+            }
+            None => {
+                self.slots.push(slot);
+                self.prefixes.push(prefix(&identity));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.order.insert(at, i);
     }
 
     /// The next step. Call until it returns `Wait` or `Done`.
@@ -181,7 +271,11 @@ impl Lookup {
         }
         let mut seen = 0;
         let mut waiting = false;
-        for c in self.candidates.values_mut() {
+        for &i in &self.order {
+            let Some(s) = self.slots.get_mut(i as usize) else {
+                continue;
+            };
+            let c = &mut s.c;
             match c.state {
                 CandidateState::Failed => continue,
                 CandidateState::Succeeded => {}
@@ -190,8 +284,9 @@ impl Lookup {
                     c.state = CandidateState::InFlight;
                     self.in_flight += 1;
                     self.stats.rpcs += 1;
+                    let id = from_words(&s.dist).distance(&self.target);
                     return Next::Query {
-                        identity: Some(c.identity),
+                        identity: Some((c.identity, id)),
                         addr: c.addr.clone(),
                         hop: c.hop,
                     };
@@ -211,29 +306,34 @@ impl Lookup {
         Next::Done
     }
 
-    /// A peer answered (its identity now known from TLS) and named `nodes`.
+    /// A peer answered (its identity now known from TLS; `responder_id` its
+    /// node id) and named `nodes`; `id_of` gives the node id of a named
+    /// node not already a candidate.
     pub(crate) fn on_success(
         &mut self,
         responder: Identity,
+        responder_id: NodeId,
         responder_addr: &NodeAddr,
         hop: u32,
         nodes: impl IntoIterator<Item = (Identity, NodeAddr)>,
+        id_of: impl Fn(&Identity) -> NodeId,
     ) {
         self.stats.responders += 1;
         self.stats.rounds = self.stats.rounds.max(hop);
-        let dist = responder.node_id().distance(&self.target);
-        match self.candidates.get_mut(&dist) {
+        let local = self.local;
+        match self.find_mut(&responder_id) {
             Some(c) => {
-                if c.state != CandidateState::Slow {
+                let was_slow = c.state == CandidateState::Slow;
+                c.state = CandidateState::Succeeded;
+                if !was_slow {
                     self.in_flight = self.in_flight.saturating_sub(1);
                 }
-                c.state = CandidateState::Succeeded;
             }
-            None if responder.node_id() != self.local => {
+            None if responder_id != local => {
                 // A seed known only by address: now it has an identity.
                 self.in_flight = self.in_flight.saturating_sub(1);
-                self.add_candidate(responder, responder_addr.clone(), hop);
-                if let Some(c) = self.candidates.get_mut(&dist) {
+                self.add_candidate(responder, responder_id, responder_addr.clone(), hop);
+                if let Some(c) = self.find_mut(&responder_id) {
                     c.state = CandidateState::Succeeded;
                 }
             }
@@ -243,23 +343,28 @@ impl Lookup {
             return;
         }
         for (identity, addr) in nodes {
-            self.add_candidate(identity, addr, hop + 1);
+            // A node already listed is at its place already: same id, same
+            // distance. Only newcomers need their id.
+            if self.has_identity(&identity) {
+                continue;
+            }
+            let id = id_of(&identity);
+            self.add_candidate(identity, id, addr, hop + 1);
         }
     }
 
-    /// A request failed or timed out (`identity` `None` for an address-only seed).
-    pub(crate) fn on_failure(&mut self, identity: Option<&Identity>) {
+    /// A request failed or timed out (`id`, the peer's node id, `None` for
+    /// an address-only seed).
+    pub(crate) fn on_failure(&mut self, id: Option<&NodeId>) {
         self.stats.failures += 1;
-        let candidate = identity.and_then(|id| {
-            let dist = id.node_id().distance(&self.target);
-            self.candidates.get_mut(&dist)
-        });
+        let candidate = id.and_then(|id| self.find_mut(id));
         match candidate {
             Some(c) => {
-                if c.state != CandidateState::Slow {
+                let was_slow = c.state == CandidateState::Slow;
+                c.state = CandidateState::Failed;
+                if !was_slow {
                     self.in_flight = self.in_flight.saturating_sub(1);
                 }
-                c.state = CandidateState::Failed;
             }
             None => self.in_flight = self.in_flight.saturating_sub(1),
         }
@@ -268,9 +373,8 @@ impl Lookup {
     /// A request has been unanswered for the "slow" threshold: it keeps
     /// being awaited but frees its α slot, so a dead peer delays the lookup
     /// by the threshold rather than by the whole request timeout.
-    pub(crate) fn on_slow(&mut self, identity: &Identity) {
-        let dist = identity.node_id().distance(&self.target);
-        if let Some(c) = self.candidates.get_mut(&dist) {
+    pub(crate) fn on_slow(&mut self, id: &NodeId) {
+        if let Some(c) = self.find_mut(id) {
             if c.state == CandidateState::InFlight {
                 c.state = CandidateState::Slow;
                 self.in_flight = self.in_flight.saturating_sub(1);
@@ -278,13 +382,42 @@ impl Lookup {
         }
     }
 
-    /// The K closest that answered, nearest first.
-    pub(crate) fn closest_succeeded(&self) -> impl Iterator<Item = &Candidate> {
-        self.candidates
-            .values()
-            .filter(|c| c.state == CandidateState::Succeeded)
+    /// The K closest that answered, nearest first, with their node ids.
+    pub(crate) fn closest_succeeded(&self) -> impl Iterator<Item = (NodeId, &Candidate)> {
+        self.order
+            .iter()
+            .filter_map(|&i| self.slots.get(i as usize))
+            .filter(|s| s.c.state == CandidateState::Succeeded)
             .take(self.k)
+            .map(|s| (from_words(&s.dist).distance(&self.target), &s.c))
     }
+}
+
+/// The first eight key bytes of an identity, to recognise it quickly.
+fn prefix(identity: &Identity) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&identity.public_key()[..8]);
+    u64::from_le_bytes(b)
+}
+
+/// An id as four big-endian words, which order as the id does.
+fn words(id: &NodeId) -> [u64; 4] {
+    let mut out = [0u64; 4];
+    for (w, chunk) in out.iter_mut().zip(id.as_bytes().chunks_exact(8)) {
+        let mut buf = [0u8; 8];
+        buf.copy_from_slice(chunk);
+        *w = u64::from_be_bytes(buf);
+    }
+    out
+}
+
+/// The inverse of [`words`].
+fn from_words(w: &[u64; 4]) -> NodeId {
+    let mut out = [0u8; 32];
+    for (chunk, w) in out.chunks_exact_mut(8).zip(w) {
+        chunk.copy_from_slice(&w.to_be_bytes());
+    }
+    NodeId::from_bytes(out)
 }
 
 #[cfg(test)]
@@ -292,11 +425,17 @@ mod tests {
     use super::*;
     use crate::Keypair;
 
-    fn peer(n: u8) -> (Identity, NodeAddr) {
+    fn peer(n: u8) -> (Identity, NodeId, NodeAddr) {
+        let identity = Keypair::from_secret_bytes(&[n; 32]).identity();
         (
-            Keypair::from_secret_bytes(&[n; 32]).identity(),
+            identity,
+            identity.node_id(),
             NodeAddr::quic(format!("10.0.0.{n}:1")),
         )
+    }
+
+    fn addr_of(i: &Identity) -> NodeAddr {
+        (1..=255).map(peer).find(|p| p.0 == *i).unwrap().2
     }
 
     fn start(n_initial: u8, k: usize, alpha: usize) -> Lookup {
@@ -308,9 +447,16 @@ mod tests {
     fn query_ids(l: &mut Lookup) -> Vec<Identity> {
         let mut out = vec![];
         while let Next::Query { identity, .. } = l.next() {
-            out.push(identity.unwrap());
+            let (identity, id) = identity.unwrap();
+            assert_eq!(id, identity.node_id());
+            out.push(identity);
         }
         out
+    }
+
+    fn answer(l: &mut Lookup, i: Identity, hop: u32, nodes: Vec<(Identity, NodeId, NodeAddr)>) {
+        let named = nodes.into_iter().map(|(i, _, a)| (i, a));
+        l.on_success(i, i.node_id(), &addr_of(&i), hop, named, Identity::node_id);
     }
 
     #[test]
@@ -327,21 +473,25 @@ mod tests {
     #[test]
     fn finishes_when_the_k_closest_answered_skipping_failures() {
         let mut l = start(6, 3, 3);
-        let mut by_dist: Vec<(Identity, NodeAddr)> = (1..=6).map(peer).collect();
-        by_dist.sort_by_key(|p| p.0.node_id().distance(l.target()));
+        let mut by_dist: Vec<Identity> = (1..=6).map(|n| peer(n).0).collect();
+        by_dist.sort_by_key(|i| i.node_id().distance(l.target()));
         let q = query_ids(&mut l);
         // Closest fails, the other two answer with nothing new.
-        l.on_failure(Some(&q[0]));
-        l.on_success(q[1], &by_dist[1].1, 1, vec![]);
-        l.on_success(q[2], &by_dist[2].1, 1, vec![]);
+        l.on_failure(Some(&q[0].node_id()));
+        answer(&mut l, q[1], 1, vec![]);
+        answer(&mut l, q[2], 1, vec![]);
         // The failure opens the window to the 4th closest.
         let q2 = query_ids(&mut l);
-        assert_eq!(q2, vec![by_dist[3].0]);
+        assert_eq!(q2, vec![by_dist[3]]);
         assert_eq!(l.next(), Next::Wait);
-        l.on_success(q2[0], &by_dist[3].1, 1, vec![]);
+        answer(&mut l, q2[0], 1, vec![]);
         assert_eq!(l.next(), Next::Done);
-        let got: Vec<Identity> = l.closest_succeeded().map(|c| c.identity).collect();
-        assert_eq!(got, vec![by_dist[1].0, by_dist[2].0, by_dist[3].0]);
+        let got: Vec<Identity> = l.closest_succeeded().map(|(_, c)| c.identity).collect();
+        assert_eq!(got, vec![by_dist[1], by_dist[2], by_dist[3]]);
+        assert!(
+            l.closest_succeeded()
+                .all(|(id, c)| id == c.identity.node_id())
+        );
         let s = l.stats();
         assert_eq!((s.rpcs, s.failures, s.responders, s.rounds), (4, 1, 3, 1));
     }
@@ -350,12 +500,11 @@ mod tests {
     fn named_nodes_become_candidates_one_hop_further() {
         let mut l = start(1, 3, 3);
         let q = query_ids(&mut l);
-        l.on_success(q[0], &peer(1).1, 1, vec![peer(2), peer(3)]);
+        answer(&mut l, q[0], 1, vec![peer(2), peer(3)]);
         let q2 = query_ids(&mut l);
         assert_eq!(q2.len(), 2);
         for id in &q2 {
-            let addr = (2..=3).map(peer).find(|p| p.0 == *id).unwrap().1;
-            l.on_success(*id, &addr, 2, vec![]);
+            answer(&mut l, *id, 2, vec![]);
         }
         assert_eq!(l.next(), Next::Done);
         assert_eq!(l.stats().rounds, 2);
@@ -364,16 +513,16 @@ mod tests {
     #[test]
     fn address_only_seeds_are_asked_first_and_learn_identity() {
         let target = NodeId::from_bytes([1; 32]);
-        let mut l = Lookup::new(target, NodeId::default(), 3, 3, vec![], vec![peer(9).1]);
+        let mut l = Lookup::new(target, NodeId::default(), 3, 3, vec![], vec![peer(9).2]);
         match l.next() {
             Next::Query {
                 identity: None,
                 addr,
                 ..
-            } => assert_eq!(addr, peer(9).1),
+            } => assert_eq!(addr, peer(9).2),
             other => panic!("{other:?}"),
         }
-        l.on_success(peer(9).0, &peer(9).1, 1, vec![]);
+        answer(&mut l, peer(9).0, 1, vec![]);
         assert_eq!(l.next(), Next::Done);
         assert_eq!(l.closest_succeeded().count(), 1);
     }
@@ -383,22 +532,20 @@ mod tests {
         let mut l = start(5, 2, 1);
         let q = query_ids(&mut l);
         assert_eq!(q.len(), 1);
-        l.on_slow(&q[0]);
+        l.on_slow(&q[0].node_id());
         let q2 = query_ids(&mut l);
         assert_eq!(
             q2.len(),
             1,
             "the slow peer's slot went to the next candidate"
         );
-        let addr = (1..=5).map(peer).find(|p| p.0 == q2[0]).unwrap().1;
-        l.on_success(q2[0], &addr, 1, vec![]);
+        answer(&mut l, q2[0], 1, vec![]);
         // The slow peer is the closest: the lookup cannot finish without it.
         assert_eq!(l.next(), Next::Wait);
-        l.on_failure(Some(&q[0]));
+        l.on_failure(Some(&q[0].node_id()));
         let q3 = query_ids(&mut l);
         assert_eq!(q3.len(), 1);
-        let addr = (1..=5).map(peer).find(|p| p.0 == q3[0]).unwrap().1;
-        l.on_success(q3[0], &addr, 1, vec![]);
+        answer(&mut l, q3[0], 1, vec![]);
         assert_eq!(l.next(), Next::Done);
         assert_eq!(l.stats().failures, 1);
     }
@@ -409,11 +556,189 @@ mod tests {
         assert_eq!(l.next(), Next::Done);
     }
 
+    /// The lookup as it was written first (candidates in a `BTreeMap`
+    /// keyed by distance, every named node hashed), as a model: the slab,
+    /// the sorted index and the identity scan must behave exactly alike.
+    struct Model {
+        target: NodeId,
+        k: usize,
+        alpha: usize,
+        c: std::collections::BTreeMap<NodeId, (Identity, CandidateState, u32)>,
+        in_flight: usize,
+        done: bool,
+    }
+
+    impl Model {
+        fn add(&mut self, identity: Identity, hop: u32) {
+            let d = identity.node_id().distance(&self.target);
+            if self.c.contains_key(&d) {
+                return;
+            }
+            if self.c.len() >= self.k * 4 {
+                let farthest = self
+                    .c
+                    .iter()
+                    .rev()
+                    .find(|(_, c)| !matches!(c.1, CandidateState::InFlight | CandidateState::Slow))
+                    .map(|(d, _)| *d);
+                match farthest {
+                    Some(f) if f > d => {
+                        self.c.remove(&f);
+                    }
+                    _ => return,
+                }
+            }
+            self.c.insert(d, (identity, CandidateState::New, hop));
+        }
+
+        fn next(&mut self) -> Option<Option<(Identity, u32)>> {
+            if self.done {
+                return None;
+            }
+            if self.in_flight >= self.alpha {
+                return Some(None);
+            }
+            let (mut seen, mut waiting) = (0, false);
+            for c in self.c.values_mut() {
+                match c.1 {
+                    CandidateState::Failed => continue,
+                    CandidateState::Succeeded => {}
+                    CandidateState::InFlight | CandidateState::Slow => waiting = true,
+                    CandidateState::New => {
+                        c.1 = CandidateState::InFlight;
+                        self.in_flight += 1;
+                        return Some(Some((c.0, c.2)));
+                    }
+                }
+                seen += 1;
+                if seen >= self.k {
+                    break;
+                }
+            }
+            if waiting || self.in_flight > 0 && seen < self.k {
+                return Some(None);
+            }
+            self.done = true;
+            None
+        }
+
+        fn finish(&mut self, i: &Identity, to: CandidateState) {
+            let d = i.node_id().distance(&self.target);
+            match self.c.get_mut(&d) {
+                Some(c) => {
+                    if c.1 != CandidateState::Slow {
+                        self.in_flight = self.in_flight.saturating_sub(1);
+                    }
+                    c.1 = to;
+                }
+                None => self.in_flight = self.in_flight.saturating_sub(1),
+            }
+        }
+    }
+
+    #[test]
+    fn behaves_exactly_like_the_btreemap_lookup() {
+        let pool: Vec<(Identity, NodeId, NodeAddr)> = (1..=90).map(peer).collect();
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut rnd = |n: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n as u64) as usize
+        };
+        for round in 0..300 {
+            let (k, alpha) = (1 + round % 5, 1 + round % 3);
+            let target = pool[rnd(90)].1;
+            let local = NodeId::from_bytes([round as u8; 32]);
+            let initial: Vec<_> = (0..rnd(12)).map(|_| pool[rnd(90)].clone()).collect();
+            let mut l = Lookup::new(target, local, k, alpha, initial.clone(), vec![]);
+            let mut m = Model {
+                target,
+                k,
+                alpha,
+                c: Default::default(),
+                in_flight: 0,
+                done: false,
+            };
+            for (i, _, _) in &initial {
+                m.add(*i, 1);
+            }
+            let mut asked: Vec<(Identity, u32)> = Vec::new();
+            for _step in 0..200 {
+                loop {
+                    let got = match l.next() {
+                        Next::Query { identity, hop, .. } => {
+                            let (i, id) = identity.unwrap();
+                            assert_eq!(id, i.node_id());
+                            Some(Some((i, hop)))
+                        }
+                        Next::Wait => Some(None),
+                        Next::Done => None,
+                    };
+                    assert_eq!(got, m.next(), "round {round}");
+                    match got {
+                        Some(Some(q)) => asked.push(q),
+                        _ => break,
+                    }
+                }
+                if asked.is_empty() {
+                    break;
+                }
+                let (i, hop) = asked.swap_remove(rnd(asked.len()));
+                match rnd(4) {
+                    0 => {
+                        l.on_failure(Some(&i.node_id()));
+                        m.finish(&i, CandidateState::Failed);
+                    }
+                    1 => {
+                        l.on_slow(&i.node_id());
+                        let d = i.node_id().distance(&target);
+                        if let Some(c) = m.c.get_mut(&d) {
+                            if c.1 == CandidateState::InFlight {
+                                c.1 = CandidateState::Slow;
+                                m.in_flight = m.in_flight.saturating_sub(1);
+                            }
+                        }
+                        asked.push((i, hop));
+                    }
+                    _ => {
+                        let named: Vec<_> = (0..rnd(21)).map(|_| pool[rnd(90)].clone()).collect();
+                        let addr = addr_of(&i);
+                        let to_model: Vec<Identity> = named.iter().map(|n| n.0).collect();
+                        l.on_success(
+                            i,
+                            i.node_id(),
+                            &addr,
+                            hop,
+                            named.into_iter().map(|(i, _, a)| (i, a)),
+                            Identity::node_id,
+                        );
+                        m.finish(&i, CandidateState::Succeeded);
+                        if !m.done {
+                            for n in to_model {
+                                m.add(n, hop + 1);
+                            }
+                        }
+                    }
+                }
+                let ours: Vec<Identity> = l.closest_succeeded().map(|(_, c)| c.identity).collect();
+                let model: Vec<Identity> =
+                    m.c.values()
+                        .filter(|c| c.1 == CandidateState::Succeeded)
+                        .take(k)
+                        .map(|c| c.0)
+                        .collect();
+                assert_eq!(ours, model, "round {round}");
+                assert_eq!(l.len(), m.c.len(), "round {round}");
+            }
+        }
+    }
+
     #[test]
     fn candidates_are_bounded() {
         let mut l = start(1, 2, 1);
         let q = query_ids(&mut l);
-        l.on_success(q[0], &peer(1).1, 1, (2..=100).map(peer));
-        assert!(l.candidates.len() <= 8);
+        answer(&mut l, q[0], 1, (2..=100).map(peer).collect());
+        assert!(l.len() <= 8);
     }
 }

@@ -121,10 +121,7 @@ struct AddrIn {
 
 impl AddrIn {
     fn ours(&self) -> NodeAddr {
-        NodeAddr {
-            protocol: self.protocol.clone(),
-            address: self.address.clone(),
-        }
+        NodeAddr::new(&self.protocol, &self.address)
     }
     fn reference(&self) -> mc::NodeAddr {
         mc::NodeAddr {
@@ -405,10 +402,7 @@ mod from_ref {
     }
 
     pub fn addr(a: &mc::NodeAddr) -> NodeAddr {
-        NodeAddr {
-            protocol: a.protocol.clone(),
-            address: a.address.clone(),
-        }
+        NodeAddr::new(&a.protocol, &a.address)
     }
 
     pub fn node(n: &mc::NodeInfo) -> NodeInfo {

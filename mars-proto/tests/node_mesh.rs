@@ -105,7 +105,8 @@ impl Net {
         match d {
             Delivery::Request { from, req } => {
                 let Some(&to) = self.by_addr.get(&req.to) else {
-                    let err = TransportError::Unreachable(format!("nothing at {}", req.to.address));
+                    let err =
+                        TransportError::Unreachable(format!("nothing at {}", req.to.address()));
                     let at = self.now.saturating_add(LATENCY);
                     self.schedule(
                         at,

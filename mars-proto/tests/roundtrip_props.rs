@@ -81,7 +81,7 @@ fn node_addr() -> BoxedStrategy<NodeAddr> {
         "[a-z]{262}",
     ];
     (protocol, address)
-        .prop_map(|(protocol, address)| NodeAddr { protocol, address })
+        .prop_map(|(protocol, address)| NodeAddr::new(&protocol, &address))
         .boxed()
 }
 
@@ -1049,10 +1049,7 @@ proptest! {
 /// addresses, a 32-byte digest of an unknown algorithm.
 #[test]
 fn limits_round_trip() {
-    let addr = NodeAddr {
-        protocol: "p".repeat(16),
-        address: "a".repeat(262),
-    };
+    let addr = NodeAddr::new(&"p".repeat(16), &"a".repeat(262));
     let node = NodeInfo {
         identity: Identity::from_ed25519_bytes([0xff; 32]),
         addr: addr.clone(),

@@ -409,3 +409,23 @@ fn borrowed_descriptor_results_encode_like_messages() {
     .encode();
     assert_eq!(out, expect);
 }
+
+#[test]
+fn borrowed_node_results_encode_like_messages() {
+    let Message::FindNodeResult(r) = expected("find_node_result") else {
+        panic!("find_node_result is a FIND_NODE_RESULT");
+    };
+    let refs = || r.nodes.iter().map(|n| (&n.identity, &n.addr, n.last_seen));
+    let mut out = Vec::new();
+    mars_proto::wire::encode_find_node_result(MSG_ID, refs(), &mut out);
+    let expect = Frame::new(MSG_ID, Message::FindNodeResult(r.clone())).encode();
+    assert_eq!(out, expect);
+    out.clear();
+    mars_proto::wire::encode_find_value_nodes(MSG_ID, refs(), &mut out);
+    let expect = Frame::new(
+        MSG_ID,
+        Message::FindValueResult(FindValueResult::Nodes(r.nodes.clone())),
+    )
+    .encode();
+    assert_eq!(out, expect);
+}

@@ -113,6 +113,9 @@ pub struct RunArgs {
     /// Verify every descriptor in every node (no shared signature cache).
     #[arg(long)]
     pub no_signature_cache: bool,
+    /// Hash every identity in every node (no shared node-id memo).
+    #[arg(long)]
+    pub no_node_id_cache: bool,
     /// Also write the report as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -156,6 +159,9 @@ impl RunArgs {
         }
         if self.no_signature_cache {
             sc.node.signature_cache = false;
+        }
+        if self.no_node_id_cache {
+            sc.node.node_id_cache = false;
         }
         if let Some(s) = self.skew {
             sc.skew = s;

@@ -10,6 +10,9 @@ use mars_sim::cli::{Cli, Command, RunArgs, describe_scenarios};
 use mars_sim::{Error, Sim};
 
 fn main() -> ExitCode {
+    if let Some(code) = rerun_with_huge_pages() {
+        return code;
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -34,6 +37,49 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Runs this same command again with glibc's malloc asked to back its heap
+/// with transparent huge pages, unless that is already settled (the
+/// tunable is set either way) or `MARS_SIM_NO_HUGE_PAGES` is set; `None`
+/// to go on in this process.
+///
+/// A run touches a random node's state with every event, spread over
+/// gigabytes, so with 4 KiB pages nearly every access also misses the TLB
+/// and walks page tables that no longer fit the caches. glibc reads its
+/// tunables once at start, hence the second process. Measured: ci-10k
+/// 16 % less CPU; results and trace hashes are the same (nothing in a run
+/// depends on where memory lies).
+fn rerun_with_huge_pages() -> Option<ExitCode> {
+    const VAR: &str = "GLIBC_TUNABLES";
+    const TUNABLE: &str = "glibc.malloc.hugetlb";
+    if !cfg!(all(target_os = "linux", target_env = "gnu"))
+        || std::env::var_os("MARS_SIM_NO_HUGE_PAGES").is_some()
+    {
+        return None;
+    }
+    let current = match std::env::var(VAR) {
+        Ok(v) => v,
+        Err(std::env::VarError::NotPresent) => String::new(),
+        Err(std::env::VarError::NotUnicode(_)) => return None,
+    };
+    if current.contains(TUNABLE) {
+        return None;
+    }
+    let value = if current.is_empty() {
+        format!("{TUNABLE}=1")
+    } else {
+        format!("{current}:{TUNABLE}=1")
+    };
+    let exe = std::env::current_exe().ok()?;
+    let status = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env(VAR, value)
+        .status()
+        .ok()?;
+    Some(ExitCode::from(
+        status.code().map_or(1, |c| c.clamp(0, 255) as u8),
+    ))
 }
 
 fn run(args: &RunArgs) -> Result<bool, Error> {

@@ -218,4 +218,6 @@ pub struct Counters {
     pub busy_timers: u64,
     /// Signature-cache hits and misses (when the cache is in use).
     pub verify_cache: (u64, u64),
+    /// Node-id memo hits and misses.
+    pub node_id_cache: (u64, u64),
 }

@@ -39,6 +39,10 @@ pub struct NodeKnobs {
     /// descriptor is verified once per run (results are unchanged; see
     /// `mars_proto::SignatureCache`).
     pub signature_cache: bool,
+    /// Share one node-id memo among all nodes, so each identity is hashed
+    /// about once per run (ids are unchanged; see
+    /// `mars_proto::NodeIdCache`).
+    pub node_id_cache: bool,
 }
 
 impl Default for NodeKnobs {
@@ -52,6 +56,7 @@ impl Default for NodeKnobs {
             refresh_interval: c.refresh_interval,
             bootstrap_refreshes: c.bootstrap_refreshes,
             signature_cache: true,
+            node_id_cache: true,
         }
     }
 }

@@ -295,6 +295,18 @@ fn the_signature_cache_changes_nothing_but_the_work() {
 }
 
 #[test]
+fn the_node_id_cache_changes_nothing_but_the_work() {
+    let with = Sim::new(Scenario::tiny(16)).run();
+    let mut sc = Scenario::tiny(16);
+    sc.node.node_id_cache = false;
+    let without = Sim::new(sc).run();
+    assert_eq!(with.trace_hash, without.trace_hash);
+    let (hits, misses) = with.counters.node_id_cache;
+    assert!(hits > misses, "{hits} hits, {misses} misses");
+    assert_eq!(without.counters.node_id_cache, (0, 0));
+}
+
+#[test]
 fn bootstrap_refreshes_is_a_real_knob() {
     let run = |refreshes: usize| {
         let mut sc = Scenario::tiny(24);

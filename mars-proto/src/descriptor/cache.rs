@@ -26,6 +26,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::Descriptor;
+use crate::key_cache::{KeyCache, verify_with};
 
 /// What is remembered of one verified descriptor: its publisher's key and
 /// signature bytes (the id is the map key).
@@ -81,14 +82,17 @@ impl SignatureCache {
     /// Verifies `d`'s signature over its id, answering from the memo when
     /// this exact triple verified before. The caller has already checked
     /// that the id matches the fields.
-    pub(crate) fn verify(&self, d: &Descriptor) -> bool {
+    ///
+    /// On a miss the signature is checked through `keys` when given (see
+    /// [`KeyCache`]).
+    pub(crate) fn verify(&self, d: &Descriptor, keys: Option<&mut KeyCache>) -> bool {
         let Some(id) = d.id.digest32() else {
-            return d.publisher.verify(d.id.digest(), &d.signature);
+            return verify_with(keys, &d.publisher, d.id.digest(), &d.signature);
         };
         if self.known(&id, d) {
             return true;
         }
-        let ok = d.publisher.verify(d.id.digest(), &d.signature);
+        let ok = verify_with(keys, &d.publisher, d.id.digest(), &d.signature);
         if ok {
             self.remember(id, d);
         }
@@ -164,8 +168,8 @@ mod tests {
     fn a_verified_triple_is_answered_from_the_memo() {
         let cache = SignatureCache::new(16);
         let d = signed(1);
-        assert!(cache.verify(&d));
-        assert!(cache.verify(&d));
+        assert!(cache.verify(&d, None));
+        assert!(cache.verify(&d, None));
         assert_eq!(cache.hits_and_misses(), (1, 1));
         assert_eq!(cache.len(), 1);
     }
@@ -174,15 +178,15 @@ mod tests {
     fn only_the_identical_triple_hits() {
         let cache = SignatureCache::new(16);
         let d = signed(1);
-        assert!(cache.verify(&d));
+        assert!(cache.verify(&d, None));
         // Same id, another signature: verified afresh, and refused.
         let mut bad_sig = d.clone();
         bad_sig.signature = Signature::from_bytes([7; 64]);
-        assert!(!cache.verify(&bad_sig));
+        assert!(!cache.verify(&bad_sig, None));
         // Same id and signature, another claimed publisher: refused.
         let mut other_key = d.clone();
         other_key.publisher = Keypair::from_secret_bytes(&[2; 32]).identity();
-        assert!(!cache.verify(&other_key));
+        assert!(!cache.verify(&other_key, None));
         // Failures are never remembered.
         assert_eq!(cache.len(), 1);
         assert_eq!(cache.hits_and_misses(), (0, 3));
@@ -193,14 +197,14 @@ mod tests {
         let cache = SignatureCache::new(2);
         let (a, b, c) = (signed(1), signed(2), signed(3));
         for d in [&a, &b, &c] {
-            assert!(cache.verify(d));
+            assert!(cache.verify(d, None));
         }
         assert_eq!(cache.len(), 2);
         let a_id = a.id.digest32().unwrap();
         let c_id = c.id.digest32().unwrap();
         assert!(!cache.known(&a_id, &a));
         assert!(cache.known(&c_id, &c));
-        assert!(SignatureCache::new(0).verify(&a));
+        assert!(SignatureCache::new(0).verify(&a, None));
     }
 
     #[test]
@@ -227,5 +231,48 @@ mod tests {
             crate::descriptor::validate_batch_with(vec![d.clone(), tampered], now, Some(&cache));
         assert!(batch[0].is_ok() && batch[1].is_err());
         assert!(cache.hits_and_misses().0 >= 2);
+    }
+    #[test]
+    fn validation_with_a_key_cache_matches_validation_without() {
+        let now = Timestamp::from_secs(1_700_000_000);
+        let mut keys = KeyCache::new(16);
+        let good = signed(5);
+        let mut bad_sig = signed(6);
+        bad_sig.signature = Signature::from_bytes([7; 64]);
+        let mut tampered = signed(7);
+        tampered.payload = b"evil".to_vec();
+        // Publisher 5's key, claimed by a descriptor publisher 8 signed.
+        let mut impostor = signed(8);
+        impostor.publisher = good.publisher;
+        impostor.id = impostor.compute_id();
+        impostor.signature = Keypair::from_secret_bytes(&[8; 32]).sign(impostor.id.digest());
+        let all = [good.clone(), bad_sig, tampered, impostor];
+        for round in 0..2 {
+            for d in &all {
+                assert_eq!(
+                    d.clone().validate_cached(now, None, Some(&mut keys)),
+                    d.clone().validate(now),
+                    "round {round}"
+                );
+            }
+        }
+        // Only the key that verified was kept, and it answered round two.
+        assert_eq!(keys.len(), 1);
+        assert!(keys.contains(&good.publisher));
+        assert!(keys.hits_and_misses().0 >= 2);
+        // Batches agree too, failing (one by one) or passing as a whole,
+        // with and without a signature memo.
+        let sigs = SignatureCache::new(16);
+        for memo in [None, Some(&sigs)] {
+            let cached =
+                crate::descriptor::validate_batch_cached(all.to_vec(), now, memo, Some(&mut keys));
+            assert_eq!(cached, crate::descriptor::validate_batch(all.to_vec(), now));
+            let goods = vec![signed(9), signed(10), good.clone()];
+            let cached =
+                crate::descriptor::validate_batch_cached(goods.clone(), now, memo, Some(&mut keys));
+            assert!(cached.iter().all(Result::is_ok));
+            assert_eq!(cached, crate::descriptor::validate_batch(goods, now));
+        }
+        assert_eq!(keys.len(), 3, "a passing batch keeps its keys");
     }
 }

@@ -9,7 +9,9 @@ mod validate;
 
 pub use builder::DescriptorBuilder;
 pub use cache::SignatureCache;
-pub use validate::{ValidDescriptor, ValidationError, validate_batch, validate_batch_with};
+pub use validate::{
+    ValidDescriptor, ValidationError, validate_batch, validate_batch_cached, validate_batch_with,
+};
 
 use crate::hash::Hash;
 use crate::identity::{Identity, Signature};

@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::{Descriptor, SignatureCache, limits};
 use crate::hash::Hash;
 use crate::identity::Identity;
+use crate::key_cache::{KeyCache, verify_with};
 use crate::time::Timestamp;
 
 /// Why a descriptor is not valid. Variants follow the spec's order; the
@@ -158,12 +159,21 @@ impl Descriptor {
         now: Timestamp,
         cache: Option<&SignatureCache>,
     ) -> Result<ValidDescriptor, ValidationError> {
+        self.validate_cached(now, cache, None)
+    }
+
+    /// [`validate_with`](Descriptor::validate_with), also taking the
+    /// publisher's decompressed key from `keys` (a node's [`KeyCache`])
+    /// when it has verified before, and keeping it there once the
+    /// signature verifies. The result is the same as without the caches.
+    pub fn validate_cached(
+        self,
+        now: Timestamp,
+        signatures: Option<&SignatureCache>,
+        keys: Option<&mut KeyCache>,
+    ) -> Result<ValidDescriptor, ValidationError> {
         check_id(&self)?;
-        let verified = match cache {
-            Some(c) => c.verify(&self),
-            None => self.publisher.verify(self.id.digest(), &self.signature),
-        };
-        if !verified {
+        if !signature_ok(&self, signatures, keys) {
             return Err(ValidationError::BadSignature {
                 publisher: self.publisher,
             });
@@ -174,6 +184,19 @@ impl Descriptor {
     /// [`validate`](Descriptor::validate) without consuming (clones on success).
     pub fn check(&self, now: Timestamp) -> Result<ValidDescriptor, ValidationError> {
         self.clone().validate(now)
+    }
+}
+
+/// Rule 2 for one descriptor whose id is right, through whichever caches
+/// are given.
+fn signature_ok(
+    d: &Descriptor,
+    signatures: Option<&SignatureCache>,
+    keys: Option<&mut KeyCache>,
+) -> bool {
+    match signatures {
+        Some(c) => c.verify(d, keys),
+        None => verify_with(keys, &d.publisher, d.id.digest(), &d.signature),
     }
 }
 
@@ -268,41 +291,60 @@ pub fn validate_batch_with(
     now: Timestamp,
     cache: Option<&SignatureCache>,
 ) -> Vec<Result<ValidDescriptor, ValidationError>> {
+    validate_batch_cached(descriptors, now, cache, None)
+}
+
+/// [`validate_batch_with`], also taking publishers' decompressed keys from
+/// `keys` (a node's [`KeyCache`]) and keeping those whose signatures
+/// verified. The results are the same as without the caches.
+pub fn validate_batch_cached(
+    descriptors: Vec<Descriptor>,
+    now: Timestamp,
+    signatures: Option<&SignatureCache>,
+    mut keys: Option<&mut KeyCache>,
+) -> Vec<Result<ValidDescriptor, ValidationError>> {
     let id_checks: Vec<Result<(), ValidationError>> = descriptors.iter().map(check_id).collect();
 
     // Signatures of the descriptors whose id is right and whose key decodes.
     let mut messages: Vec<&[u8]> = Vec::with_capacity(descriptors.len());
-    let mut signatures = Vec::with_capacity(descriptors.len());
-    let mut keys = Vec::with_capacity(descriptors.len());
+    let mut signatures_in = Vec::with_capacity(descriptors.len());
+    let mut batch_keys = Vec::with_capacity(descriptors.len());
     let mut sig_ok = vec![false; descriptors.len()];
     let mut in_batch = Vec::with_capacity(descriptors.len());
     for (i, d) in descriptors.iter().enumerate() {
         if id_checks[i].is_err() {
             continue;
         }
-        let cached = cache.is_some_and(|c| d.id.digest32().is_some_and(|id| c.known(&id, d)));
+        let cached = signatures.is_some_and(|c| d.id.digest32().is_some_and(|id| c.known(&id, d)));
         if cached {
             sig_ok[i] = true;
             continue;
         }
-        if let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(d.publisher.public_key()) {
+        let key = match keys.as_deref_mut() {
+            Some(k) => k.key(&d.publisher).map(|(key, _)| key),
+            None => ed25519_dalek::VerifyingKey::from_bytes(d.publisher.public_key()).ok(),
+        };
+        if let Some(key) = key {
             messages.push(d.id.digest());
-            signatures.push(ed25519_dalek::Signature::from_bytes(d.signature.as_bytes()));
-            keys.push(key);
+            signatures_in.push(ed25519_dalek::Signature::from_bytes(d.signature.as_bytes()));
+            batch_keys.push(key);
             in_batch.push(i);
         }
     }
-    let batch_ok =
-        !in_batch.is_empty() && ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok();
-    for &i in &in_batch {
-        let d = &descriptors[i];
-        sig_ok[i] = batch_ok
-            || match cache {
-                Some(c) => c.verify(d),
-                None => d.publisher.verify(d.id.digest(), &d.signature),
-            };
-    }
+    let batch_ok = !in_batch.is_empty()
+        && ed25519_dalek::verify_batch(&messages, &signatures_in, &batch_keys).is_ok();
     drop(messages);
+    for (&i, key) in in_batch.iter().zip(&batch_keys) {
+        let d = &descriptors[i];
+        sig_ok[i] = if batch_ok {
+            if let Some(k) = keys.as_deref_mut() {
+                k.remember(&d.publisher, *key);
+            }
+            true
+        } else {
+            signature_ok(d, signatures, keys.as_deref_mut())
+        };
+    }
 
     descriptors
         .into_iter()

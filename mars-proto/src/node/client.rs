@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::event::{KeyReplicas, Misbehaviour, QueryError, QueryId, QueryResult, RequestId};
 use super::{CommandError, Event, Node, OutboundRequest, Response, TransportError};
-use crate::descriptor::{ValidDescriptor, validate_batch_with};
+use crate::descriptor::{ValidDescriptor, validate_batch_cached};
 use crate::hash::Hash;
 use crate::identity::Identity;
 use crate::lookup::{Lookup, LookupStats, Next};
@@ -22,7 +22,8 @@ use crate::wire::{
 pub(super) struct Pending {
     pub(super) purpose: Purpose,
     pub(super) to: NodeAddr,
-    pub(super) expect: Option<Identity>,
+    /// The identity the answer must come from, and its node id.
+    pub(super) expect: Option<(Identity, NodeId)>,
     pub(super) msg_id: MsgId,
     pub(super) msg_type: MessageType,
     pub(super) max_descriptors: usize,
@@ -44,8 +45,8 @@ pub(super) enum Purpose {
     Store { query: QueryId, slot: usize },
     /// The PING command.
     Ping { query: QueryId },
-    /// Liveness check of a full bucket's oldest entry.
-    Challenge { challenged: Identity },
+    /// Liveness check of a full bucket's oldest entry (its node id).
+    Challenge { challenged: NodeId },
     /// A requester's claimed address, checked before it may enter the table.
     Verify { identity: Identity },
 }
@@ -241,7 +242,7 @@ impl Node {
                 .table
                 .closest_fresh(&pos, self.config.k)
                 .into_iter()
-                .map(|p| (p.identity, p.addr));
+                .map(|p| (p.identity, p.id, p.addr));
             let lookup = Lookup::new(
                 pos,
                 self.local_id,
@@ -286,7 +287,7 @@ impl Node {
         &mut self,
         now: Timestamp,
         to: NodeAddr,
-        expect: Option<Identity>,
+        expect: Option<(Identity, NodeId)>,
         message: Message,
         purpose: Purpose,
         max_descriptors: usize,
@@ -322,7 +323,7 @@ impl Node {
         self.outbox.push_back(OutboundRequest {
             id,
             to,
-            expect,
+            expect: expect.map(|(identity, _)| identity),
             frame,
         });
         self.stats.requests_sent += 1;
@@ -418,15 +419,15 @@ impl Node {
         let slot = &mut q.slots[i];
         let target = *slot.lookup.target();
         let mine = self.local_id.distance(&target);
-        let closest: Vec<(Identity, NodeAddr)> = slot
+        let closest: Vec<((Identity, NodeId), NodeAddr)> = slot
             .lookup
             .closest_succeeded()
-            .map(|c| (c.identity, c.addr.clone()))
+            .map(|(id, c)| ((c.identity, id), c.addr.clone()))
             .collect();
         // Are we ourselves among the K closest of all nodes that answered?
         let closer = closest
             .iter()
-            .filter(|(id, _)| id.node_id().distance(&target) < mine)
+            .filter(|((_, id), _)| id.distance(&target) < mine)
             .count();
         let mut targets = closest;
         if closer < self.config.k {
@@ -439,7 +440,7 @@ impl Node {
             }
         }
         let mut outstanding = 0;
-        for (identity, addr) in targets {
+        for (peer, addr) in targets {
             let msg = Message::Store(Store {
                 sender: self.identity,
                 sender_addr: self.local_addr.clone(),
@@ -448,7 +449,7 @@ impl Node {
             self.send(
                 now,
                 addr,
-                Some(identity),
+                Some(peer),
                 msg,
                 Purpose::Store {
                     query: qid,
@@ -515,7 +516,7 @@ impl Node {
                     .map(|s| {
                         s.lookup
                             .closest_succeeded()
-                            .map(|c| NodeInfo {
+                            .map(|(_, c)| NodeInfo {
                                 identity: c.identity,
                                 addr: c.addr.clone(),
                                 last_seen: now,
@@ -595,7 +596,7 @@ impl Node {
                 return;
             }
         };
-        if let Some(expected) = p.expect {
+        if let Some((expected, _)) = p.expect {
             if expected != resp.peer {
                 let reason = TransportError::IdentityMismatch {
                     expected,
@@ -633,10 +634,15 @@ impl Node {
             }
         };
         // It answered at this address: it may enter the table.
-        self.on_contact(now, resp.peer, p.to.clone());
+        let responder_id = match p.expect {
+            Some((_, id)) => id,
+            None => self.id_of(&resp.peer),
+        };
+        self.on_contact(now, resp.peer, responder_id, p.to.clone());
         match p.purpose {
             Purpose::Lookup { query, slot, hop } => {
-                self.on_lookup_response(now, query, slot, hop, resp.peer, &p.to, message);
+                let responder = (resp.peer, responder_id);
+                self.on_lookup_response(now, query, slot, hop, responder, &p.to, message);
                 self.drive(now, query);
             }
             Purpose::Store { query, slot } => {
@@ -692,34 +698,37 @@ impl Node {
         qid: QueryId,
         slot: usize,
         hop: u32,
-        responder: Identity,
+        (responder, responder_id): (Identity, NodeId),
         addr: &NodeAddr,
         message: Message,
     ) {
         let Some(mut q) = self.queries.remove(&qid) else {
             return;
         };
-        let policy = &self.config.address_policy;
-        let usable = |nodes: Vec<NodeInfo>, local: &Identity| -> Vec<(Identity, NodeAddr)> {
+        let this = &*self;
+        let usable = |nodes: Vec<NodeInfo>| {
             nodes
                 .into_iter()
-                .filter(|n| n.identity != *local && policy.check(&n.addr).is_ok())
+                .filter(|n| {
+                    n.identity != this.identity && this.config.address_policy.check(&n.addr).is_ok()
+                })
                 .map(|n| (n.identity, n.addr))
-                .collect()
         };
+        let id_of = |i: &Identity| this.id_of(i);
         let mut misbehaviour = None;
         if let Some(s) = q.slots.get_mut(slot) {
             match message {
                 Message::FindNodeResult(r) => {
                     s.lookup
-                        .on_success(responder, addr, hop, usable(r.nodes, &self.identity));
+                        .on_success(responder, responder_id, addr, hop, usable(r.nodes), id_of);
                 }
                 Message::FindValueResult(FindValueResult::Nodes(nodes)) => {
                     s.lookup
-                        .on_success(responder, addr, hop, usable(nodes, &self.identity));
+                        .on_success(responder, responder_id, addr, hop, usable(nodes), id_of);
                 }
                 Message::FindValueResult(FindValueResult::Descriptors(ds)) => {
-                    s.lookup.on_success(responder, addr, hop, Vec::new());
+                    s.lookup
+                        .on_success(responder, responder_id, addr, hop, Vec::new(), id_of);
                     if let QueryKind::Discover(st) = &mut q.kind {
                         // An id counts as seen only once a descriptor with it
                         // validated: a responder's copy with a genuine id and
@@ -728,9 +737,12 @@ impl Node {
                             .into_iter()
                             .filter(|d| !st.seen.contains(&d.id))
                             .collect();
-                        for r in
-                            validate_batch_with(fresh, now, self.config.signature_cache.as_ref())
-                        {
+                        for r in validate_batch_cached(
+                            fresh,
+                            now,
+                            self.config.signature_cache.as_ref(),
+                            Some(&mut self.key_cache),
+                        ) {
                             match r {
                                 Ok(v) => {
                                     st.seen.insert(v.id);
@@ -748,7 +760,7 @@ impl Node {
                         }
                     }
                 }
-                _ => s.lookup.on_failure(Some(&responder)),
+                _ => s.lookup.on_failure(Some(&responder_id)),
             }
         }
         self.queries.insert(qid, q);
@@ -760,9 +772,9 @@ impl Node {
     /// A request failed (transport error, timeout, bad response).
     pub(super) fn on_request_failed(&mut self, now: Timestamp, p: Pending, reason: String) {
         self.stats.requests_failed += 1;
-        if let Some(id) = p.expect {
+        if let Some((_, id)) = p.expect {
             use crate::routing::FailureOutcome;
-            match self.table.on_failure(&id.node_id()) {
+            match self.table.on_failure(&id) {
                 FailureOutcome::Replaced { removed, added } => {
                     self.push_event(Event::PeerEvicted(removed));
                     self.push_event(Event::PeerAdded(added));
@@ -778,7 +790,7 @@ impl Node {
                     .get_mut(&query)
                     .and_then(|q| q.slots.get_mut(slot))
                 {
-                    s.lookup.on_failure(p.expect.as_ref());
+                    s.lookup.on_failure(p.expect.as_ref().map(|(_, id)| id));
                 }
                 self.drive(now, query);
             }
@@ -826,7 +838,7 @@ impl Node {
             let Some(p) = self.pending.get(&id) else {
                 continue;
             };
-            if let (Purpose::Lookup { query, slot, .. }, Some(peer)) = (&p.purpose, p.expect) {
+            if let (Purpose::Lookup { query, slot, .. }, Some((_, peer))) = (&p.purpose, p.expect) {
                 let (query, slot) = (*query, *slot);
                 if let Some(s) = self
                     .queries
@@ -861,7 +873,7 @@ impl Node {
     pub(super) fn send_challenge(&mut self, now: Timestamp, oldest: crate::routing::Peer) {
         if self.pending.len() >= self.config.max_requests {
             // No room to ask: keep the old entry (the newcomer stays pending).
-            self.challenge_result(now, &oldest.identity, true);
+            self.challenge_result(now, &oldest.id, true);
             return;
         }
         let msg = Message::Ping(Ping {
@@ -871,20 +883,19 @@ impl Node {
         self.send(
             now,
             oldest.addr,
-            Some(oldest.identity),
+            Some((oldest.identity, oldest.id)),
             msg,
             Purpose::Challenge {
-                challenged: oldest.identity,
+                challenged: oldest.id,
             },
             0,
         );
     }
 
-    fn challenge_result(&mut self, now: Timestamp, challenged: &Identity, alive: bool) {
+    fn challenge_result(&mut self, now: Timestamp, challenged: &NodeId, alive: bool) {
         use crate::routing::ChallengeOutcome;
         if let ChallengeOutcome::Replaced { evicted, added } =
-            self.table
-                .on_challenge_result(&challenged.node_id(), alive, now)
+            self.table.on_challenge_result(challenged, alive, now)
         {
             self.push_event(Event::PeerEvicted(evicted));
             if let Some(a) = added {
@@ -900,7 +911,7 @@ impl Node {
         identity: Identity,
         addr: NodeAddr,
     ) {
-        let id = identity.node_id();
+        let id = self.id_of(&identity);
         if identity == self.identity
             || self.table.contains(&id)
             || self.bucket_full_for(&id)
@@ -914,7 +925,7 @@ impl Node {
             return;
         }
         self.verifying.insert(identity);
-        self.verify_queue.push_back((identity, addr));
+        self.verify_queue.push_back((identity, id, addr));
         self.pump_verification(now);
     }
 
@@ -936,10 +947,10 @@ impl Node {
             1_000_000 / u64::from(self.config.verify_per_sec.max(1)),
         );
         while now >= self.verify_next && self.pending.len() < self.config.max_requests {
-            let Some((identity, addr)) = self.verify_queue.pop_front() else {
+            let Some((identity, id, addr)) = self.verify_queue.pop_front() else {
                 break;
             };
-            if self.table.contains(&identity.node_id()) {
+            if self.table.contains(&id) {
                 self.verifying.remove(&identity);
                 continue;
             }
@@ -950,7 +961,7 @@ impl Node {
             self.send(
                 now,
                 addr,
-                Some(identity),
+                Some((identity, id)),
                 msg,
                 Purpose::Verify { identity },
                 0,

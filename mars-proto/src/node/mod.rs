@@ -97,6 +97,7 @@ pub use refusal::{Outcome, Refusal, RefusalCode};
 use crate::config::Config;
 use crate::descriptor::ValidDescriptor;
 use crate::identity::{Identity, Keypair};
+use crate::key_cache::KeyCache;
 use crate::node_id::NodeId;
 use crate::rng::Rng;
 use crate::routing::{Peer, RoutingTable};
@@ -246,6 +247,9 @@ pub struct Node {
     rng: Rng,
     table: RoutingTable,
     storage: Storage<BoxedStore>,
+    /// Publisher keys already decompressed, for every signature check the
+    /// node makes (STOREs, lookup answers, its own publications).
+    key_cache: KeyCache,
     queries: BTreeMap<QueryId, Query>,
     pending: BTreeMap<RequestId, Pending>,
     deadlines: BTreeSet<(Timestamp, RequestId)>,
@@ -256,7 +260,7 @@ pub struct Node {
     outbox: VecDeque<OutboundRequest>,
     events: VecDeque<Event>,
     /// Requesters waiting for a PING at their claimed address.
-    verify_queue: VecDeque<(Identity, NodeAddr)>,
+    verify_queue: VecDeque<(Identity, NodeId, NodeAddr)>,
     /// Identities queued or being verified, so each is checked once.
     verifying: BTreeSet<Identity>,
     verify_next: Timestamp,
@@ -314,6 +318,7 @@ impl Node {
             rng: Rng::new(seed),
             table,
             storage,
+            key_cache: KeyCache::new(config.key_cache_capacity),
             queries: BTreeMap::new(),
             pending: BTreeMap::new(),
             deadlines: BTreeSet::new(),
@@ -362,6 +367,12 @@ impl Node {
     /// The descriptor store (read-only).
     pub fn storage(&self) -> &Storage<BoxedStore> {
         &self.storage
+    }
+
+    /// The node's cache of decompressed publisher keys (its hit rate, for
+    /// metrics).
+    pub fn key_cache(&self) -> &KeyCache {
+        &self.key_cache
     }
 
     /// Makes what the store committed durable (a disk engine's fsync; a
@@ -488,13 +499,27 @@ impl Node {
         MsgId(id)
     }
 
-    /// A peer answered us at `addr`: it may enter the routing table.
-    fn on_contact(&mut self, now: Timestamp, identity: Identity, addr: NodeAddr) {
+    /// The node id of `identity`, from the shared memo when there is one.
+    fn id_of(&self, identity: &Identity) -> NodeId {
+        match &self.config.node_id_cache {
+            Some(cache) => cache.node_id(identity),
+            None => identity.node_id(),
+        }
+    }
+
+    /// A peer answered us at `addr`: it may enter the routing table. `id`
+    /// is its node id.
+    fn on_contact(&mut self, now: Timestamp, identity: Identity, id: NodeId, addr: NodeAddr) {
         if identity == self.identity || self.config.address_policy.check(&addr).is_err() {
             return;
         }
         self.verifying.remove(&identity);
-        let peer = Peer::new(identity, addr, now);
+        let peer = Peer {
+            identity,
+            id,
+            addr,
+            last_seen: now,
+        };
         match self.table.on_contact(peer.clone(), now) {
             crate::routing::ContactOutcome::Added => self.push_event(Event::PeerAdded(peer)),
             crate::routing::ContactOutcome::Challenge { oldest, .. } => {

@@ -29,7 +29,11 @@ impl Node {
         now: Timestamp,
         descriptor: Descriptor,
     ) -> Result<QueryId, CommandError> {
-        let valid = descriptor.validate_with(now, self.config.signature_cache.as_ref())?;
+        let valid = descriptor.validate_cached(
+            now,
+            self.config.signature_cache.as_ref(),
+            Some(&mut self.key_cache),
+        )?;
         self.check_query_room()?;
         if valid.publisher == self.identity {
             let key = (valid.schema_hash, valid.topic.clone());
@@ -72,7 +76,11 @@ impl Node {
             now,
             target.sequence,
         )?;
-        let valid = revocation.validate_with(now, self.config.signature_cache.as_ref())?;
+        let valid = revocation.validate_cached(
+            now,
+            self.config.signature_cache.as_ref(),
+            Some(&mut self.key_cache),
+        )?;
         self.check_query_room()?;
         self.own.retain(|_, o| o.current.id != *id);
         self.storage.remove(id);
@@ -119,7 +127,13 @@ impl Node {
                 .ttl(old.ttl)
                 .routing_keys(old.routing_keys.clone())
                 .sign(&self.keypair)
-                .and_then(|d| d.validate_with(now, self.config.signature_cache.as_ref()));
+                .and_then(|d| {
+                    d.validate_cached(
+                        now,
+                        self.config.signature_cache.as_ref(),
+                        Some(&mut self.key_cache),
+                    )
+                });
             let Ok(valid) = next else {
                 // Cannot happen for a descriptor that was valid once; stop
                 // rather than retry forever.

@@ -4,8 +4,8 @@ use super::{Event, Misbehaviour, Node, Outcome, PeerInfo, Refusal};
 use crate::node_id::NodeId;
 use crate::time::Timestamp;
 use crate::wire::{
-    DecodeError, DecodeLimits, FindNodeResult, FindValueResult, Frame, FrameHeader, MAX_BODY_LEN,
-    Message, MessageType, MsgId, NodeInfo, Pong, StoreAck,
+    DecodeError, DecodeLimits, Frame, FrameHeader, MAX_BODY_LEN, Message, MessageType, MsgId,
+    NodeRef, Pong, StoreAck,
 };
 
 impl Node {
@@ -58,11 +58,11 @@ impl Node {
             }
             Message::FindNode(m) => {
                 self.stats.requests[2] += 1;
-                let nodes = match NodeId::from_key(&m.target) {
-                    Some(target) => self.closest_infos(&target, true, now),
-                    None => Vec::new(),
-                };
-                Message::FindNodeResult(FindNodeResult { nodes })
+                let mut out = Vec::new();
+                let target = NodeId::from_key(&m.target);
+                let nodes = self.closest_refs(target.as_ref(), true, now);
+                crate::wire::encode_find_node_result(msg_id, nodes.iter().copied(), &mut out);
+                return Outcome::Respond(out);
             }
             Message::FindValue(m) => {
                 self.stats.requests[3] += 1;
@@ -80,11 +80,11 @@ impl Node {
                     );
                     return Outcome::Respond(out);
                 }
-                let nodes = match NodeId::from_key(&m.key) {
-                    Some(target) => self.closest_infos(&target, false, now),
-                    None => Vec::new(),
-                };
-                Message::FindValueResult(FindValueResult::Nodes(nodes))
+                let mut out = Vec::new();
+                let target = NodeId::from_key(&m.key);
+                let nodes = self.closest_refs(target.as_ref(), false, now);
+                crate::wire::encode_find_value_nodes(msg_id, nodes.iter().copied(), &mut out);
+                return Outcome::Respond(out);
             }
             // Responses were refused above.
             other => return self.refuse(Refusal::NotARequest(other.message_type().byte())),
@@ -126,33 +126,30 @@ impl Node {
         Outcome::Refuse(r)
     }
 
-    /// The K closest table entries to `target` as wire `NodeInfo`s; with
+    /// The K closest table entries to `target` (none for a key that names
+    /// no position), borrowed for encoding straight into the answer; with
     /// `include_self`, this node is added when fewer than K are known
     /// (reference clients fill their table only from this answer).
-    pub(super) fn closest_infos(
+    pub(super) fn closest_refs(
         &self,
-        target: &NodeId,
+        target: Option<&NodeId>,
         include_self: bool,
         now: Timestamp,
-    ) -> Vec<NodeInfo> {
+    ) -> Vec<NodeRef<'_>> {
         let k = self.config.k;
+        let Some(target) = target else {
+            return Vec::new();
+        };
+        let mut nodes = Vec::with_capacity(k);
         // Fresh entries first: a dead entry costs a reference peer 30 s.
-        let mut nodes: Vec<NodeInfo> = self
-            .table
-            .closest_fresh_iter(target)
-            .take(k)
-            .map(|p| NodeInfo {
-                identity: p.identity,
-                addr: p.addr.clone(),
-                last_seen: p.last_seen,
-            })
-            .collect();
+        nodes.extend(
+            self.table
+                .closest_fresh_iter(target)
+                .take(k)
+                .map(|p| (&p.identity, &p.addr, p.last_seen)),
+        );
         if include_self && nodes.len() < k {
-            nodes.push(NodeInfo {
-                identity: self.identity,
-                addr: self.local_addr.clone(),
-                last_seen: now,
-            });
+            nodes.push((&self.identity, &self.local_addr, now));
         }
         nodes
     }
@@ -165,7 +162,11 @@ impl Node {
                 reason: Some(reason),
             }
         };
-        let valid = match d.validate_with(now, self.config.signature_cache.as_ref()) {
+        let valid = match d.validate_cached(
+            now,
+            self.config.signature_cache.as_ref(),
+            Some(&mut self.key_cache),
+        ) {
             Ok(v) => v,
             Err(e) => return refuse(self, format!("invalid: {e}")),
         };
@@ -214,5 +215,107 @@ impl Node {
                 .count();
             closer < k
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{NodeAddr, Store};
+    use crate::{Config, Descriptor, DescriptorBuilder, Keypair, Signature, schema};
+
+    const NOW: Timestamp = Timestamp::from_secs(1_700_000_000);
+
+    fn store_frame(publisher: &Keypair, d: Descriptor) -> (PeerInfo, Vec<u8>) {
+        let addr = NodeAddr::quic("127.0.0.9:4433");
+        let frame = Frame::new(
+            MsgId([5; 16]),
+            Message::Store(Store {
+                sender: publisher.identity(),
+                sender_addr: addr.clone(),
+                descriptor: d,
+            }),
+        )
+        .encode();
+        let peer = PeerInfo {
+            identity: publisher.identity(),
+            addr,
+        };
+        (peer, frame)
+    }
+
+    fn ack(node: &mut Node, publisher: &Keypair, d: Descriptor) -> StoreAck {
+        let (peer, frame) = store_frame(publisher, d);
+        let Outcome::Respond(bytes) = node.handle_request(NOW, &peer, &frame) else {
+            panic!("a STORE is answered");
+        };
+        match Frame::decode(&bytes).map(|f| f.message) {
+            Ok(Message::StoreAck(a)) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn capability(publisher: &Keypair, topic: &str) -> Descriptor {
+        DescriptorBuilder::new(schema::CORE_CAPABILITY.hash(), NOW)
+            .topic(topic)
+            .routing_keys(schema::hierarchical_keys("compute/x"))
+            .sign(publisher)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_known_publisher_is_verified_with_its_cached_key() {
+        let node_key = Keypair::from_secret_bytes(&[1; 32]);
+        let mut node = Node::new(
+            Config::testing(),
+            node_key,
+            NodeAddr::quic("127.0.0.1:4433"),
+            NOW,
+            1,
+        );
+        let publisher = Keypair::from_secret_bytes(&[2; 32]);
+        assert!(ack(&mut node, &publisher, capability(&publisher, "a")).stored);
+        assert_eq!(node.key_cache().hits_and_misses(), (0, 1));
+        assert!(node.key_cache().contains(&publisher.identity()));
+        // The same publisher again: its key comes from the cache.
+        assert!(ack(&mut node, &publisher, capability(&publisher, "b")).stored);
+        assert_eq!(node.key_cache().hits_and_misses(), (1, 1));
+        // A cached key does not make a forged signature pass.
+        let mut forged = capability(&publisher, "c");
+        forged.signature = Signature::from_bytes([9; 64]);
+        let refused = ack(&mut node, &publisher, forged);
+        assert!(!refused.stored);
+        assert!(refused.reason.unwrap().contains("signature"));
+        assert_eq!(node.storage().len(), 2);
+        // Nor one signed by another key under the cached publisher's name.
+        let other = Keypair::from_secret_bytes(&[3; 32]);
+        let mut impostor = capability(&other, "d");
+        impostor.publisher = publisher.identity();
+        impostor.id = impostor.compute_id();
+        impostor.signature = other.sign(impostor.id.digest());
+        assert!(!ack(&mut node, &publisher, impostor).stored);
+        assert_eq!(node.storage().len(), 2);
+        assert_eq!(node.key_cache().len(), 1);
+    }
+
+    #[test]
+    fn a_zero_capacity_key_cache_changes_nothing_but_the_count() {
+        let config = Config {
+            key_cache_capacity: 0,
+            ..Config::testing()
+        };
+        let mut node = Node::new(
+            config,
+            Keypair::from_secret_bytes(&[1; 32]),
+            NodeAddr::quic("127.0.0.1:4433"),
+            NOW,
+            1,
+        );
+        let publisher = Keypair::from_secret_bytes(&[2; 32]);
+        for topic in ["a", "b"] {
+            assert!(ack(&mut node, &publisher, capability(&publisher, topic)).stored);
+        }
+        assert_eq!(node.key_cache().hits_and_misses(), (0, 2));
+        assert!(node.key_cache().is_empty());
     }
 }

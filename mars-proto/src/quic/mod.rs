@@ -737,12 +737,12 @@ impl Host {
     /// Moves the node's outbound requests onto connections.
     fn pump_node(&mut self) {
         while let Some(req) = self.node.poll_request() {
-            match req.to.address.parse::<SocketAddr>() {
+            match req.to.address().parse::<SocketAddr>() {
                 Ok(to) => self.dispatch(Origin::Node(req.id), to, req.expect, req.frame),
                 Err(_) => {
                     let e = TransportError::Unreachable(format!(
                         "{} is not an ip:port address",
-                        req.to.address
+                        req.to.address()
                     ));
                     self.deliver(Origin::Node(req.id), Err(e));
                 }

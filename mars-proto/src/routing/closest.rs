@@ -47,7 +47,7 @@ impl Freshness {
 /// need. Holds a k-sized index buffer on the stack and never allocates.
 #[derive(Debug, Clone)]
 pub struct Closest<'a> {
-    buckets: &'a [Bucket; BUCKETS],
+    buckets: &'a [Bucket],
     target: [u64; 4],
     /// Buckets still to visit from high to low.
     nearer: Mask,
@@ -63,7 +63,7 @@ pub struct Closest<'a> {
 
 impl<'a> Closest<'a> {
     pub(super) fn new(
-        buckets: &'a [Bucket; BUCKETS],
+        buckets: &'a [Bucket],
         nonempty: &Mask,
         local: &NodeId,
         target: &NodeId,
@@ -95,7 +95,8 @@ impl<'a> Closest<'a> {
         else {
             return false;
         };
-        let Some(bucket) = self.buckets.get(b) else {
+        // Buckets are stored farthest first (see `RoutingTable`).
+        let Some(bucket) = self.buckets.get(BUCKETS - 1 - b) else {
             return false;
         };
         self.current = Some(bucket);
@@ -134,21 +135,11 @@ impl<'a> Closest<'a> {
             return;
         };
         if len <= FAST {
-            let shift = 63 - (b % 64) as u32;
+            let t = prefix_at(target, b);
             let mut packed = [0u64; FAST];
             for (slot, &i) in packed.iter_mut().zip(order.iter()) {
-                let key = meta.get(usize::from(i)).map_or([0; 4], |m| m.key);
-                let word = |w: usize| match (key.get(w), target.get(w)) {
-                    (Some(k), Some(t)) => k ^ t,
-                    _ => 0,
-                };
-                let (hi, lo) = (word(first), word(first + 1));
-                let prefix = if shift == 0 {
-                    hi
-                } else {
-                    (hi << shift) | (lo >> (64 - shift))
-                };
-                *slot = (prefix & !0xff) | u64::from(i);
+                let key = meta.get(usize::from(i)).map_or(0, |m| m.key);
+                *slot = ((key ^ t) & !0xff) | u64::from(i);
             }
             if let Some(packed) = packed.get_mut(..len) {
                 packed.sort_unstable();
@@ -160,9 +151,11 @@ impl<'a> Closest<'a> {
                 }
             }
         }
+        // Rare: ties in the prefix, or a bucket over 32 entries.
+        let peers = &bucket.peers;
         order.sort_unstable_by(|&x, &y| {
-            match (meta.get(usize::from(x)), meta.get(usize::from(y))) {
-                (Some(x), Some(y)) => cmp_distance(&x.key, &y.key, target, first),
+            match (peers.get(usize::from(x)), peers.get(usize::from(y))) {
+                (Some(x), Some(y)) => cmp_distance(&words(&x.id), &words(&y.id), target, first),
                 _ => Ordering::Equal,
             }
         });
@@ -197,6 +190,21 @@ pub(super) fn words(id: &NodeId) -> [u64; 4] {
         *w = u64::from_be_bytes(buf);
     }
     out
+}
+
+/// The 64 bits of `w` (an id as big-endian words) from bit `b` (255 is the
+/// top bit) down, shifted to the top of the result. Linear in XOR, so the
+/// bits of a distance are `prefix_at(id, b) ^ prefix_at(target, b)`.
+pub(super) fn prefix_at(w: &[u64; 4], b: usize) -> u64 {
+    let first = (BUCKETS - 1 - b.min(BUCKETS - 1)) / 64;
+    let shift = 63 - (b % 64) as u32;
+    let hi = w.get(first).copied().unwrap_or(0);
+    let lo = w.get(first + 1).copied().unwrap_or(0);
+    if shift == 0 {
+        hi
+    } else {
+        (hi << shift) | (lo >> (64 - shift))
+    }
 }
 
 /// The bits of a 256-bit number as a bucket mask (bit `i` = bucket `i`).

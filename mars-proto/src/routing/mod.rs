@@ -75,7 +75,7 @@ pub const MAX_K: usize = 256;
 pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// A peer as the routing table knows it.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {
     /// Its identity, as authenticated by TLS when it answered us.
     pub identity: Identity,
@@ -99,27 +99,6 @@ impl Peer {
             addr,
             last_seen,
         }
-    }
-}
-
-impl Clone for Peer {
-    fn clone(&self) -> Self {
-        Peer {
-            identity: self.identity,
-            id: self.id,
-            addr: self.addr.clone(),
-            last_seen: self.last_seen,
-        }
-    }
-
-    /// Reuses the address strings' buffers, so refilling a result vector
-    /// ([`RoutingTable::closest_into`]) does not allocate once warm.
-    fn clone_from(&mut self, source: &Self) {
-        self.identity = source.identity;
-        self.id = source.id;
-        self.addr.protocol.clone_from(&source.addr.protocol);
-        self.addr.address.clone_from(&source.addr.address);
-        self.last_seen = source.last_seen;
     }
 }
 

@@ -414,17 +414,6 @@ fn k_is_clamped() {
 }
 
 #[test]
-fn clone_from_reuses_address_buffers() {
-    let ps = peers_in(255, 2);
-    let mut slot = ps[0].clone();
-    slot.addr.address.reserve(64);
-    let before = slot.addr.address.as_ptr();
-    slot.clone_from(&ps[1]);
-    assert_eq!(slot, ps[1]);
-    assert_eq!(slot.addr.address.as_ptr(), before);
-}
-
-#[test]
 fn closest_exact_for_ids_sharing_long_prefixes() {
     // Ids that agree on far more than the 56 bits the fast sort looks at
     // take the exact fallback; the order must still be exact.

@@ -128,6 +128,9 @@ impl RateLimiter {
 
     fn set(&mut self, publisher: Identity, bucket: Bucket) {
         match self.buckets.insert(publisher, bucket) {
+            // Active at the same instant again: the activity index is
+            // already right.
+            Some(old) if old.last == bucket.last => return,
             Some(old) => {
                 self.by_activity.remove(&(old.last, publisher));
             }

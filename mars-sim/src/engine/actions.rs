@@ -161,7 +161,7 @@ impl Sim {
             random_path(&mut self.rng_work)
         };
         let info = &self.infos[i as usize];
-        let pb = Publisher::new(i, info.identity, path, victim, &info.addr.address);
+        let pb = Publisher::new(i, info.identity, path, victim, info.addr.address());
         self.by_identity.insert(info.identity, p);
         self.publishers.push(pb);
         self.nodes[i as usize].publisher = Some(p);

@@ -255,10 +255,10 @@ pub fn addr_of(i: u32) -> NodeAddr {
 
 /// The node index an address names, if it is one of [`addr_of`]'s.
 pub fn index_of(addr: &NodeAddr) -> Option<u32> {
-    if addr.protocol != "quic" {
+    if !addr.is_quic() {
         return None;
     }
-    let host = addr.address.strip_suffix(":4433")?;
+    let host = addr.address().strip_suffix(":4433")?;
     let mut parts = host.split('.');
     if parts.next()? != "10" {
         return None;
@@ -297,6 +297,11 @@ impl Sim {
         let mut config = scenario.node_config();
         if scenario.node.signature_cache {
             config.signature_cache = Some(mars_proto::SignatureCache::new(1 << 18));
+        }
+        // Node ids are a pure function of identities: one memo for all the
+        // nodes changes no result and saves most of their BLAKE3 work.
+        if scenario.node.node_id_cache {
+            config.node_id_cache = Some(mars_proto::NodeIdCache::new(4 * scenario.nodes));
         }
         let mut sim = Sim {
             config,

@@ -155,6 +155,9 @@ impl Sim {
         if let Some(cache) = &self.config.signature_cache {
             self.counters.verify_cache = cache.hits_and_misses();
         }
+        if let Some(cache) = &self.config.node_id_cache {
+            self.counters.node_id_cache = cache.stats();
+        }
         let has_victims = self.sc.victims > 0;
         let phases: Vec<PhaseReport> = self
             .phases

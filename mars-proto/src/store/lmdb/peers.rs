@@ -57,9 +57,9 @@ impl PeerBook {
         let mut wtxn = self.env.write_txn().map_err(err("begin a write"))?;
         self.db.clear(&mut wtxn).map_err(err("clear the peers"))?;
         let valid = peers.iter().filter(|(_, a)| {
-            !a.protocol.is_empty()
-                && a.protocol.len() <= MAX_PROTOCOL_LEN
-                && a.address.len() <= MAX_ADDRESS_LEN
+            !a.protocol().is_empty()
+                && a.protocol().len() <= MAX_PROTOCOL_LEN
+                && a.address().len() <= MAX_ADDRESS_LEN
         });
         for (i, (identity, addr)) in valid.take(MAX_SAVED_PEERS).enumerate() {
             // `i` < MAX_SAVED_PEERS, far below u32::MAX.
@@ -114,12 +114,13 @@ impl PeerBook {
 
 /// identity (32) ‖ protocol length (1) ‖ protocol ‖ address.
 fn encode(identity: &Identity, addr: &NodeAddr) -> Vec<u8> {
-    let mut out = Vec::with_capacity(33 + addr.protocol.len() + addr.address.len());
+    let (protocol, address) = (addr.protocol(), addr.address());
+    let mut out = Vec::with_capacity(33 + protocol.len() + address.len());
     out.extend_from_slice(identity.public_key());
     // Bounded by MAX_PROTOCOL_LEN (16) above.
-    out.push(addr.protocol.len() as u8);
-    out.extend_from_slice(addr.protocol.as_bytes());
-    out.extend_from_slice(addr.address.as_bytes());
+    out.push(protocol.len() as u8);
+    out.extend_from_slice(protocol.as_bytes());
+    out.extend_from_slice(address.as_bytes());
     out
 }
 
@@ -131,10 +132,10 @@ fn decode(b: &[u8]) -> Option<(Identity, NodeAddr)> {
         return None;
     }
     let identity = Identity::from_ed25519_bytes(key.try_into().ok()?);
-    let addr = NodeAddr {
-        protocol: std::str::from_utf8(protocol).ok()?.to_owned(),
-        address: std::str::from_utf8(address).ok()?.to_owned(),
-    };
+    let addr = NodeAddr::new(
+        std::str::from_utf8(protocol).ok()?,
+        std::str::from_utf8(address).ok()?,
+    );
     Some((identity, addr))
 }
 

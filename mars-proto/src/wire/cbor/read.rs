@@ -126,6 +126,58 @@ impl<'a> Reader<'a> {
         self.buf.len() - self.pos
     }
 
+    /// The current position, to [`reset`](Self::reset) to after a fast
+    /// path that did not match.
+    pub(crate) fn mark(&self) -> usize {
+        self.pos
+    }
+
+    /// Goes back to a position from [`mark`](Self::mark).
+    pub(crate) fn reset(&mut self, mark: usize) {
+        self.pos = mark.min(self.buf.len());
+    }
+
+    /// Consumes `prefix` if the input goes on with exactly these bytes.
+    #[inline]
+    pub(crate) fn eat(&mut self, prefix: &[u8]) -> bool {
+        match self.buf.get(self.pos..) {
+            Some(rest) if rest.starts_with(prefix) => {
+                self.pos += prefix.len();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The next `N` raw bytes, if there are that many.
+    #[inline]
+    pub(crate) fn eat_array<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let s = self.buf.get(self.pos..self.pos.checked_add(N)?)?;
+        let a = <[u8; N]>::try_from(s).ok()?;
+        self.pos += N;
+        Some(a)
+    }
+
+    /// A text string with a one- or two-byte head (under 256 bytes) of at
+    /// most `max` bytes, valid UTF-8; `None` (and nothing consumed) for
+    /// anything else, which the general path then reads or refuses.
+    #[inline]
+    pub(crate) fn eat_short_text(&mut self, max: usize) -> Option<&'a str> {
+        let start = self.pos;
+        let (len, head) = match *self.buf.get(start)? {
+            b @ 0x60..=0x77 => (usize::from(b & 0x1f), 1),
+            0x78 => (usize::from(*self.buf.get(start + 1)?), 2),
+            _ => return None,
+        };
+        if len > max {
+            return None;
+        }
+        let body = self.buf.get(start + head..start + head + len)?;
+        let s = std::str::from_utf8(body).ok()?;
+        self.pos = start + head + len;
+        Some(s)
+    }
+
     #[inline]
     fn take(&mut self, n: usize) -> Result<&'a [u8], CborError> {
         if self.remaining() < n {

@@ -52,6 +52,13 @@ impl<'a> Writer<'a> {
         self.out.extend_from_slice(s.as_bytes());
     }
 
+    /// A text string from bytes the caller knows are UTF-8.
+    #[inline]
+    pub(crate) fn text_utf8(&mut self, s: &[u8]) {
+        self.head(MAJOR_TEXT, s.len() as u64);
+        self.out.extend_from_slice(s);
+    }
+
     #[inline]
     pub(crate) fn array(&mut self, len: usize) {
         self.head(MAJOR_ARRAY, len as u64);
