@@ -134,7 +134,7 @@ impl Hub {
             path: store_path.clone(),
             source,
         })?;
-        let loaded = mars_proto::store::DescriptorStore::len(&store);
+        let on_disk = mars_proto::store::DescriptorStore::len(&store);
         let peers = store.peer_book();
         let saved = peers.load_peers();
 
@@ -147,6 +147,15 @@ impl Hub {
                 source,
             })?;
         let local_addr = node.local_addr();
+        // What the node holds after resuming: a tighter storage config than
+        // the last run's evicts at start, so the disk count can be higher.
+        let loaded = node.snapshot().await.map_or(on_disk, |s| s.descriptors);
+        if loaded < on_disk {
+            warn!(
+                on_disk,
+                loaded, "the storage limits evicted descriptors at start-up"
+            );
+        }
         let advertised = config
             .advertise
             .clone()
