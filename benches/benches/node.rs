@@ -380,7 +380,7 @@ fn store_request(f: &Fixture, r: usize, d: Descriptor) -> Req {
         Message::Store(Store {
             sender,
             sender_addr,
-            descriptor: d,
+            descriptor: d.into(),
         })
     })
 }

@@ -66,7 +66,7 @@ fn request_for(i: &mut Input<'_>, now: Timestamp) -> Option<Message> {
                 .routing_keys(schema::hierarchical_keys("a/b"))
                 .sign(&key(who))
                 .ok()?;
-            Message::Store(Store { sender, sender_addr, descriptor: d })
+            Message::Store(Store { sender, sender_addr, descriptor: d.into() })
         }
     })
 }

@@ -78,7 +78,7 @@ fn inspect(name: &str, hex: &str) -> bool {
             );
             println!("  {:#?}", frame.message);
             let descriptors = match &frame.message {
-                Message::Store(s) => vec![s.descriptor.clone()],
+                Message::Store(s) => vec![(*s.descriptor).clone()],
                 Message::FindValueResult(FindValueResult::Descriptors(d)) => d.clone(),
                 _ => vec![],
             };

@@ -464,7 +464,7 @@ mod from_ref {
         Store {
             sender: identity(&s.sender),
             sender_addr: addr(&s.sender_addr),
-            descriptor: descriptor(&s.descriptor),
+            descriptor: descriptor(&s.descriptor).into(),
         }
     }
 
@@ -495,7 +495,7 @@ mod from_ref {
             sender_addr: addr(&f.sender_addr),
             key: hash(&f.key),
             max_results: f.max_results,
-            filters: f.filters.as_ref().map(filters),
+            filters: f.filters.as_ref().map(|x| Box::new(filters(x))),
         }
     }
 
@@ -623,7 +623,7 @@ proptest! {
 
     #[test]
     fn store_both_ways(sender in id_in(), addr in addr_in(), desc in desc_in()) {
-        let ours = Store { sender: sender.ours(), sender_addr: addr.ours(), descriptor: desc.ours() };
+        let ours = Store { sender: sender.ours(), sender_addr: addr.ours(), descriptor: desc.ours().into() };
         let reference = mc::Store {
             sender: sender.reference(),
             sender_addr: addr.reference(),
@@ -640,7 +640,7 @@ proptest! {
         let Message::Store(decoded) = frame.message else { unreachable!() };
         let single = decoded.descriptor.check(desc.now());
         prop_assert!(single.is_ok(), "we refused the reference's descriptor: {:?}", single);
-        let batch = validate_batch(vec![decoded.descriptor.clone()], desc.now());
+        let batch = validate_batch(vec![(*decoded.descriptor).clone()], desc.now());
         prop_assert_eq!(batch, vec![single]);
     }
 
@@ -689,7 +689,7 @@ proptest! {
             sender_addr: addr.ours(),
             key: key.ours(),
             max_results,
-            filters: filters.as_ref().map(FiltersIn::ours),
+            filters: filters.as_ref().map(|f| Box::new(f.ours())),
         };
         let reference = mc::FindValue {
             sender: sender.reference(),
@@ -1141,7 +1141,7 @@ fn empty_values_both_ways() -> Result<(), TestCaseError> {
         sender_addr: NodeAddr::quic("127.0.0.1:4433"),
         key: Hash::blake3(b"k"),
         max_results: 0,
-        filters: Some(Filters::default()),
+        filters: Some(Box::default()),
     };
     let reference = mc::FindValue {
         sender: id.reference(),
@@ -1176,7 +1176,7 @@ fn empty_values_both_ways() -> Result<(), TestCaseError> {
     let ours = Store {
         sender: id.ours(),
         sender_addr: NodeAddr::quic("[::1]:1"),
-        descriptor: desc.ours(),
+        descriptor: desc.ours().into(),
     };
     let reference = mc::Store {
         sender: id.reference(),

@@ -451,7 +451,7 @@ fn a_publish_proxy_replicates_a_single_store_to_the_k_closest() {
         Message::Store(mars_proto::wire::Store {
             sender: client.identity(),
             sender_addr: NodeAddr::quic("0.0.0.0:0"),
-            descriptor: d.clone(),
+            descriptor: d.clone().into(),
         }),
     )
     .encode();
@@ -661,7 +661,7 @@ fn a_store_over_the_routing_key_bound_gets_a_reasoned_ack() {
         Message::Store(mars_proto::wire::Store {
             sender: client.identity(),
             sender_addr: NodeAddr::quic("127.0.0.50:1"),
-            descriptor: d,
+            descriptor: d.into(),
         }),
     )
     .encode();

@@ -189,7 +189,7 @@ fn message() -> BoxedStrategy<Message> {
             Message::Store(Store {
                 sender,
                 sender_addr,
-                descriptor,
+                descriptor: descriptor.into(),
             })
         }),
         // ≤ 1024 bytes of reason.
@@ -216,7 +216,7 @@ fn message() -> BoxedStrategy<Message> {
                     sender_addr,
                     key,
                     max_results,
-                    filters,
+                    filters: filters.map(Box::new),
                 })
             }),
         vec(descriptor(), 0..=6)
@@ -1083,11 +1083,11 @@ fn limits_round_trip() {
             sender_addr: addr,
             key: odd,
             max_results: u16::MAX,
-            filters: Some(Filters {
+            filters: Some(Box::new(Filters {
                 schema_hash: Some(odd),
                 min_timestamp: Some(Timestamp::from_micros(u64::MAX)),
                 publisher: Some(Identity::from_ed25519_bytes([2; 32])),
-            }),
+            })),
         }),
     ];
     for m in messages {

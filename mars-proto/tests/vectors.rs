@@ -202,7 +202,7 @@ fn expected(name: &str) -> Message {
         "store" => Message::Store(Store {
             sender: k1,
             sender_addr: here,
-            descriptor: ds[0].clone(),
+            descriptor: ds[0].clone().into(),
         }),
         "store_ack_stored" => Message::StoreAck(StoreAck {
             stored: true,
@@ -230,11 +230,11 @@ fn expected(name: &str) -> Message {
             sender_addr: here,
             key: compute,
             max_results: 5,
-            filters: Some(Filters {
+            filters: Some(Box::new(Filters {
                 schema_hash: Some(schema::CORE_CAPABILITY.hash()),
                 min_timestamp: Some(Timestamp::from_micros(1_600_000_000_000_000)),
                 publisher: Some(k2),
-            }),
+            })),
         }),
         "find_value_result_descriptors" => {
             Message::FindValueResult(FindValueResult::Descriptors(ds))

@@ -212,7 +212,7 @@ fn store_frame(client: &NodeHandle, d: &Descriptor) -> Vec<u8> {
         Message::Store(Store {
             sender: client.identity(),
             sender_addr: NodeAddr::quic("0.0.0.0:0"),
-            descriptor: d.clone(),
+            descriptor: d.clone().into(),
         }),
     )
     .encode()
@@ -704,7 +704,7 @@ fn main() {
                 Message::Store(Store {
                     sender: d.publisher,
                     sender_addr: NodeAddr::quic("0.0.0.0:0"),
-                    descriptor: d.clone(),
+                    descriptor: d.clone().into(),
                 })
             )
             .encode()

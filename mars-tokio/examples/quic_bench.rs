@@ -106,7 +106,7 @@ async fn reference_server(preload: &[mars_proto::Descriptor]) -> SocketAddr {
             Message::Store(Store {
                 sender: d.publisher,
                 sender_addr: NodeAddr::quic("127.0.0.1:1"),
-                descriptor: d.clone(),
+                descriptor: d.clone().into(),
             }),
         )
         .encode();
@@ -192,7 +192,7 @@ fn store_frame(client: &NodeHandle, d: &mars_proto::Descriptor) -> Vec<u8> {
         Message::Store(Store {
             sender: client.identity(),
             sender_addr: NodeAddr::quic("0.0.0.0:0"),
-            descriptor: d.clone(),
+            descriptor: d.clone().into(),
         }),
     )
     .encode()

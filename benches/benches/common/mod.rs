@@ -283,7 +283,7 @@ pub fn store_case(name: &'static str, spec: &DescriptorSpec) -> Case {
         ours: frame(Message::Store(Store {
             sender: our_key(1).identity(),
             sender_addr: a,
-            descriptor: spec.ours(),
+            descriptor: spec.ours().into(),
         })),
         msg_type: rf::MSG_STORE,
         reference: RefMsg::Store(rm::Store {
@@ -378,11 +378,11 @@ pub fn cases() -> Vec<Case> {
                 sender_addr: a,
                 key,
                 max_results: 5,
-                filters: Some(Filters {
+                filters: Some(Box::new(Filters {
                     schema_hash: Some(schema_h),
                     min_timestamp: Some(Timestamp::from_micros(1_600_000_000_000_000)),
                     publisher: Some(our_key(2).identity()),
-                }),
+                })),
             })),
             msg_type: rf::MSG_FIND_VALUE,
             reference: RefMsg::FindValue(rm::FindValue {

@@ -388,7 +388,7 @@ impl Node {
                     sender_addr: self.local_addr.clone(),
                     key: d.key,
                     max_results: d.max_results,
-                    filters: d.filters.clone(),
+                    filters: d.filters.clone().map(Box::new),
                 }),
                 d.max_results as usize,
             ),
@@ -444,7 +444,7 @@ impl Node {
             let msg = Message::Store(Store {
                 sender: self.identity,
                 sender_addr: self.local_addr.clone(),
-                descriptor: descriptor.descriptor().clone(),
+                descriptor: Box::new(descriptor.descriptor().clone()),
             });
             self.send(
                 now,

@@ -54,7 +54,7 @@ impl Node {
             }
             Message::Store(m) => {
                 self.stats.requests[1] += 1;
-                Message::StoreAck(self.serve_store(now, m.descriptor))
+                Message::StoreAck(self.serve_store(now, *m.descriptor))
             }
             Message::FindNode(m) => {
                 self.stats.requests[2] += 1;
@@ -67,8 +67,9 @@ impl Node {
             Message::FindValue(m) => {
                 self.stats.requests[3] += 1;
                 let max = m.max_results.min(self.config.max_results_served) as usize;
-                let filters = m.filters.clone().unwrap_or_default();
-                let found = self.storage.find(&m.key, &filters, max, now);
+                let none = crate::wire::Filters::default();
+                let filters = m.filters.as_deref().unwrap_or(&none);
+                let found = self.storage.find(&m.key, filters, max, now);
                 if !found.is_empty() {
                     // Encoded straight from the shared store entries: no
                     // copy of their payloads on the hot path.
@@ -233,7 +234,7 @@ mod tests {
             Message::Store(Store {
                 sender: publisher.identity(),
                 sender_addr: addr.clone(),
-                descriptor: d,
+                descriptor: d.into(),
             }),
         )
         .encode();

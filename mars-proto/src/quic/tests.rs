@@ -909,7 +909,7 @@ fn a_small_connection_buffer_delays_reads_but_every_request_is_answered() {
             Message::Store(crate::wire::Store {
                 sender: ida,
                 sender_addr: NodeAddr::quic(addr(a).to_string()),
-                descriptor: d,
+                descriptor: d.into(),
             }),
         )
         .encode();

@@ -72,7 +72,11 @@ impl MessageType {
 }
 
 /// The 16-byte correlation id; a response carries its request's.
+///
+/// Aligned to 8 so that moving a decoded [`Frame`] copies it in two words:
+/// with alignment 1 the compiler moved it byte by byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[repr(C, align(8))]
 pub struct MsgId(pub [u8; 16]);
 
 /// A parsed header. A stream reader parses the first 24 bytes with
@@ -90,22 +94,22 @@ pub struct FrameHeader {
 impl FrameHeader {
     /// Parses and checks a header: magic, version, type, and the body cap
     /// (so a hostile `body_len` is refused before any buffer is sized by it).
+    #[inline]
     pub fn parse(bytes: &[u8], max_body_len: usize) -> Result<Self, DecodeError> {
         let h: &[u8; HEADER_LEN] = bytes
             .get(..HEADER_LEN)
             .and_then(|s| s.try_into().ok())
             .ok_or(DecodeError::ShortHeader { len: bytes.len() })?;
-        let magic = u16::from_be_bytes([h[0], h[1]]);
+        let [m0, m1, version, type_byte, ref id @ .., l0, l1, l2, l3] = *h;
+        let magic = u16::from_be_bytes([m0, m1]);
         if magic != MAGIC {
             return Err(DecodeError::BadMagic { found: magic });
         }
-        if h[2] != VERSION {
-            return Err(DecodeError::UnsupportedVersion { found: h[2] });
+        if version != VERSION {
+            return Err(DecodeError::UnsupportedVersion { found: version });
         }
-        let msg_type = MessageType::from_byte(h[3])?;
-        let mut id = [0u8; 16];
-        id.copy_from_slice(&h[4..20]);
-        let declared = u32::from_be_bytes([h[20], h[21], h[22], h[23]]);
+        let msg_type = MessageType::from_byte(type_byte)?;
+        let declared = u32::from_be_bytes([l0, l1, l2, l3]);
         let body_len = declared as usize;
         if body_len > max_body_len {
             return Err(DecodeError::BodyTooLarge {
@@ -115,7 +119,7 @@ impl FrameHeader {
         }
         Ok(FrameHeader {
             msg_type,
-            msg_id: MsgId(id),
+            msg_id: MsgId(*id),
             body_len,
         })
     }
@@ -182,6 +186,7 @@ impl Frame {
     }
 
     /// Decodes one whole frame: `bytes` must be exactly header + body.
+    #[inline]
     pub fn decode_with(bytes: &[u8], limits: &DecodeLimits) -> Result<Self, DecodeError> {
         let header = FrameHeader::parse(bytes, limits.max_body_len)?;
         let rest = &bytes[HEADER_LEN..];
@@ -196,11 +201,7 @@ impl Frame {
                 extra: rest.len() - header.body_len,
             });
         }
-        let message = decode::message_body(header.msg_type, rest, limits)?;
-        Ok(Frame {
-            msg_id: header.msg_id,
-            message,
-        })
+        decode::frame_body(header.msg_id, header.msg_type, rest, limits)
     }
 
     /// Decodes a frame that must be a request (a server's input).
@@ -215,6 +216,7 @@ impl Frame {
         Self::decode_with(bytes, limits)
     }
 
+    #[inline]
     fn check_direction(bytes: &[u8], want_response: bool) -> Result<(), DecodeError> {
         let kind = |r: bool| if r { "response" } else { "request" };
         if let Some(&b) = bytes.get(3) {
@@ -293,6 +295,6 @@ impl Message {
                 max: limits.max_body_len,
             });
         }
-        decode::message_body(msg_type, body, limits)
+        decode::frame_body(MsgId::default(), msg_type, body, limits).map(|f| f.message)
     }
 }

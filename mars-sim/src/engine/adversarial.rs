@@ -202,7 +202,7 @@ impl Sim {
             Message::Store(Store {
                 sender: info.identity,
                 sender_addr: info.addr,
-                descriptor,
+                descriptor: descriptor.into(),
             }),
         )
         .encode();

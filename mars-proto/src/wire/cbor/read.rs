@@ -216,6 +216,18 @@ impl<'a> Reader<'a> {
         })
     }
 
+    /// The element count of a map whose head is one byte (fewer than 24
+    /// entries, untagged), consumed; `None` and nothing consumed otherwise.
+    #[inline]
+    pub(crate) fn eat_small_map(&mut self) -> Option<u64> {
+        let b = *self.buf.get(self.pos)?;
+        if !(0xa0..=0xb7).contains(&b) {
+            return None;
+        }
+        self.pos += 1;
+        Some(u64::from(b & 0x1f))
+    }
+
     /// Reads the head of the next item, skipping tags (refusing 55799).
     #[inline]
     pub(crate) fn item(&mut self) -> Result<Item, CborError> {
@@ -303,7 +315,12 @@ impl<'a> Reader<'a> {
         }
     }
 
+    #[inline]
     pub(crate) fn expect_bool(&mut self) -> Result<bool, CborError> {
+        if let Some(&b @ (0xf4 | 0xf5)) = self.buf.get(self.pos) {
+            self.pos += 1;
+            return Ok(b == 0xf5);
+        }
         match self.item()? {
             Item::Bool(v) => Ok(v),
             other => Err(unexpected("boolean", other)),
@@ -407,6 +424,20 @@ impl<'a> Reader<'a> {
     /// others kept raw for duplicate checks).
     #[inline]
     pub(crate) fn map_key(&mut self, depth: u32) -> Result<MapKey<'a>, CborError> {
+        // Every field name is an untagged text string under 24 bytes: its
+        // head is one byte. Anything else takes the general path.
+        if let Some(&b @ 0x60..=0x77) = self.buf.get(self.pos) {
+            let start = self.pos + 1;
+            if let Some(key) = self.buf.get(start..start + usize::from(b & 0x1f)) {
+                self.pos = start + key.len();
+                return Ok(MapKey::Text(key));
+            }
+        }
+        self.map_key_general(depth)
+    }
+
+    #[inline(never)]
+    fn map_key_general(&mut self, depth: u32) -> Result<MapKey<'a>, CborError> {
         let start = self.pos;
         match self.item()? {
             Item::Text(len) => Ok(MapKey::Text(self.string_body(len)?)),
@@ -476,10 +507,16 @@ impl<'a> KeySet<'a> {
     }
 
     /// Refuses the map if any key was pushed twice.
-    pub(crate) fn check(mut self) -> Result<(), CborError> {
+    #[inline]
+    pub(crate) fn check(self) -> Result<(), CborError> {
         if self.keys.len() < 2 {
             return Ok(());
         }
+        self.check_sorted()
+    }
+
+    #[inline(never)]
+    fn check_sorted(mut self) -> Result<(), CborError> {
         self.keys.sort_unstable();
         for w in self.keys.windows(2) {
             if w[0] == w[1] {
