@@ -69,7 +69,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use common::{MSG_ID, RefMsg, ref_decode, ref_encode};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ed25519_dalek::{Signer as _, SigningKey, Verifier as _, VerifyingKey};
-use mars_proto::node::{Node, Outcome, PeerInfo, Response};
+use mars_proto::node::{InboundRequest, Node, Outcome, PeerInfo, Response};
 use mars_proto::wire::{
     FindNode, FindValue, FindValueResult, Frame, Message, MsgId, NodeAddr, Pong, Store,
 };
@@ -885,8 +885,10 @@ fn store_benches(c: &mut Criterion, f: &Fixture, sizes: &Sizes) {
 /// STORE vs one verify, measured interleaved: rounds of 10 STOREs from
 /// new publishers, 10 republications from known publishers (on a node
 /// that holds their first descriptors), 10 raw verifies, 10 key
-/// decompressions + verifies and 10 `validate`s, one after the other, so
-/// a busy machine slows all five alike. A round is short (about 2 ms), so
+/// decompressions + verifies, 10 `validate`s, and the two kinds of STORE
+/// again as one batch of 10 each (`Node::handle_requests`, what the QUIC
+/// host does with the requests of a burst), one after the other, so a busy
+/// machine slows all seven alike. A round is short (about 3 ms), so
 /// when another process takes the core it spoils a few rounds of one kind
 /// and the medians stay clean. Prints on stderr each kind's median and
 /// quartiles per operation, the ratios of the medians, and the medians of
@@ -912,6 +914,26 @@ fn paired_store_ratio(
     let mut next = 0;
     let mut warm = warm_node(f, reqs, &peers);
     let mut next_again = 0;
+    // The same two kinds handed in as one batch (`handle_requests`).
+    let mut batch_node = f.our_node(&f.members);
+    let mut batch_next = 0;
+    let mut batch_warm = warm_node(f, reqs, &peers);
+    let mut batch_next_again = 0;
+    let store_batch = |node: &mut Node, batch: &[Req]| {
+        let t = start_timer();
+        let requests: Vec<InboundRequest<'_>> = batch
+            .iter()
+            .map(|r| InboundRequest {
+                peer: &peers[r.requester],
+                frame: &r.ours,
+            })
+            .collect();
+        let outcomes = node.handle_requests(black_box(f.now), black_box(&requests));
+        assert!(node.poll_request().is_none(), "a request queued a request");
+        while node.poll_event().is_some() {}
+        black_box(outcomes);
+        t.elapsed().as_secs_f64()
+    };
     let store = |node: &mut Node, batch: &[Req]| {
         let t = start_timer();
         for r in batch {
@@ -925,8 +947,9 @@ fn paired_store_ratio(
         t.elapsed().as_secs_f64()
     };
     // Per round, seconds per operation: STORE (new publisher), STORE
-    // (known publisher), verify, decompress + verify, validate.
-    let mut rows: Vec<[f64; 5]> = Vec::with_capacity(rounds);
+    // (known publisher), verify, decompress + verify, validate, and the
+    // two STOREs again as batches.
+    let mut rows: Vec<[f64; 7]> = Vec::with_capacity(rounds);
     for _ in 0..rounds {
         if next + per > reqs.len() {
             node = f.our_node(&f.members);
@@ -937,7 +960,16 @@ fn paired_store_ratio(
             warm = warm_node(f, reqs, &peers);
             next_again = 0;
         }
-        let mut row = [0.0; 5];
+        if batch_next + per > reqs.len() {
+            batch_node = f.our_node(&f.members);
+            batch_next = 0;
+        }
+        if batch_next_again + per > again.len() {
+            assert_eq!(batch_warm.stats().stores_refused, 0, "every STORE replaced");
+            batch_warm = warm_node(f, reqs, &peers);
+            batch_next_again = 0;
+        }
+        let mut row = [0.0; 7];
         row[0] = store(&mut node, &reqs[next..next + per]);
         next += per;
         row[1] = store(&mut warm, &again[next_again..next_again + per]);
@@ -959,16 +991,25 @@ fn paired_store_ratio(
             let _ = black_box(black_box(d).clone().validate(black_box(f.now)));
         }
         row[4] = t.elapsed().as_secs_f64();
+        row[5] = store_batch(&mut batch_node, &reqs[batch_next..batch_next + per]);
+        batch_next += per;
+        row[6] = store_batch(
+            &mut batch_warm,
+            &again[batch_next_again..batch_next_again + per],
+        );
+        batch_next_again += per;
         rows.push(row.map(|x| x / per as f64));
     }
     assert_eq!(node.storage().len(), next, "every STORE stored");
     assert_eq!(warm.stats().stores_refused, 0, "every STORE replaced");
+    assert_eq!(batch_node.storage().len(), batch_next, "every STORE stored");
+    assert_eq!(batch_warm.stats().stores_refused, 0, "every STORE replaced");
     let quartiles = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
         (at(0.25), at(0.5), at(0.75))
     };
-    let stats: Vec<(f64, f64, f64)> = (0..5)
+    let stats: Vec<(f64, f64, f64)> = (0..7)
         .map(|i| quartiles(rows.iter().map(|r| r[i] * 1e6).collect()))
         .collect();
     eprintln!("paired STORE vs verify, {rounds} rounds of {per} (µs per op: median [q1 q3]):");
@@ -978,12 +1019,14 @@ fn paired_store_ratio(
         "ed25519 verify",
         "key decompress + verify",
         "Descriptor::validate",
+        "STORE, new, in a batch",
+        "STORE, known, in a batch",
     ];
     for (name, (q1, m, q3)) in names.iter().zip(&stats) {
         eprintln!("  {name:<24} {m:7.2} [{q1:.2} {q3:.2}]");
     }
     eprintln!("  ratio of medians; median of per-round ratios [q1 q3]:");
-    for s in 0..2 {
+    for s in [0, 1, 5, 6] {
         for i in 2..5 {
             let (q1, m, q3) = quartiles(rows.iter().map(|r| r[s] / r[i]).collect());
             eprintln!(

@@ -8,7 +8,9 @@
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use mars_proto::node::{Node, OutboundRequest, PeerInfo, Response, TransportError};
+use mars_proto::node::{
+    InboundRequest, Node, OutboundRequest, PeerInfo, Response, TransportError,
+};
 use mars_proto::wire::{
     FindNode, FindNodeResult, FindValue, FindValueResult, Frame, Message, MsgId, NodeAddr,
     NodeInfo, Ping, Pong, Store, StoreAck,
@@ -131,11 +133,30 @@ fuzz_target!(|data: &[u8]| {
                 let _ = node.handle_request(now, &peer, &frame);
             }
             1 => {
-                if let Some(m) = request_for(&mut i, now) {
+                // One well-formed request, or a burst of up to 8 (some with a
+                // flipped byte) answered as one batch.
+                let n = 1 + usize::from(i.byte().unwrap_or(0) % 8);
+                let mut burst = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let Some(m) = request_for(&mut i, now) else { break };
                     let spoof = i.byte().unwrap_or(0);
                     let peer = PeerInfo { identity: key(spoof).identity(), addr: addr(spoof) };
-                    let frame = Frame::new(MsgId([1; 16]), m).encode();
-                    let _ = node.handle_request(now, &peer, &frame);
+                    let mut frame = Frame::new(MsgId([1; 16]), m).encode();
+                    let flip = i.byte().unwrap_or(1);
+                    if flip % 4 == 0 && !frame.is_empty() {
+                        let at = frame.len() - 1 - usize::from(flip) % frame.len();
+                        frame[at] ^= 0x01;
+                    }
+                    burst.push((peer, frame));
+                }
+                if let [(peer, frame)] = burst.as_slice() {
+                    let _ = node.handle_request(now, peer, frame);
+                } else {
+                    let requests: Vec<InboundRequest<'_>> = burst
+                        .iter()
+                        .map(|(peer, frame)| InboundRequest { peer, frame })
+                        .collect();
+                    assert_eq!(node.handle_requests(now, &requests).len(), requests.len());
                 }
             }
             2 | 3 => {

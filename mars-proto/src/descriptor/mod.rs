@@ -9,6 +9,7 @@ mod validate;
 
 pub use builder::DescriptorBuilder;
 pub use cache::SignatureCache;
+pub(crate) use validate::{SignatureCheck, precheck_signatures};
 pub use validate::{
     ValidDescriptor, ValidationError, validate_batch, validate_batch_cached, validate_batch_with,
 };

@@ -181,6 +181,25 @@ impl Descriptor {
         finish(self, now)
     }
 
+    /// [`validate_cached`](Descriptor::validate_cached) for a descriptor
+    /// whose rules 1 and 2 were settled by [`precheck_signatures`] (on this
+    /// very descriptor): only the rest is checked then.
+    pub(crate) fn validate_prechecked(
+        self,
+        now: Timestamp,
+        check: SignatureCheck,
+        signatures: Option<&SignatureCache>,
+        keys: Option<&mut KeyCache>,
+    ) -> Result<ValidDescriptor, ValidationError> {
+        match check {
+            SignatureCheck::Verified => finish(self, now),
+            SignatureCheck::Bad => Err(ValidationError::BadSignature {
+                publisher: self.publisher,
+            }),
+            SignatureCheck::Unchecked => self.validate_cached(now, signatures, keys),
+        }
+    }
+
     /// [`validate`](Descriptor::validate) without consuming (clones on success).
     pub fn check(&self, now: Timestamp) -> Result<ValidDescriptor, ValidationError> {
         self.clone().validate(now)
@@ -301,42 +320,89 @@ pub fn validate_batch_cached(
     descriptors: Vec<Descriptor>,
     now: Timestamp,
     signatures: Option<&SignatureCache>,
-    mut keys: Option<&mut KeyCache>,
+    keys: Option<&mut KeyCache>,
 ) -> Vec<Result<ValidDescriptor, ValidationError>> {
-    let id_checks: Vec<Result<(), ValidationError>> = descriptors.iter().map(check_id).collect();
+    let checks = {
+        let refs: Vec<&Descriptor> = descriptors.iter().collect();
+        precheck_signatures(&refs, signatures, keys)
+    };
+    descriptors
+        .into_iter()
+        .zip(checks)
+        .map(|(d, check)| match check {
+            SignatureCheck::Verified => finish(d, now),
+            SignatureCheck::Bad => Err(ValidationError::BadSignature {
+                publisher: d.publisher,
+            }),
+            // Only a wrong id is left unchecked here: report it.
+            SignatureCheck::Unchecked => {
+                Err(check_id(&d).err().unwrap_or(ValidationError::BadSignature {
+                    publisher: d.publisher,
+                }))
+            }
+        })
+        .collect()
+}
 
-    // Signatures of the descriptors whose id is right and whose key decodes.
+/// Rules 1 and 2 (id, signature) as settled ahead of validation, for
+/// [`Descriptor::validate_prechecked`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SignatureCheck {
+    /// The id matches the fields and the signature verifies.
+    Verified,
+    /// The id matches, the signature does not verify.
+    Bad,
+    /// Not settled (a wrong id, or never looked at): validate in full.
+    Unchecked,
+}
+
+/// Rules 1 and 2 for many descriptors at once: every id is recomputed, and
+/// the signatures of those whose id is right go into one Ed25519 batch
+/// (about half the cost per signature of one-by-one checks). If the batch
+/// fails, each is checked alone to find the bad ones, so the verdicts are
+/// those of one-by-one checks — except that the batch equation may accept a
+/// signature that a publisher deliberately crafted with small-order
+/// components, which only that publisher can make for its own key.
+pub(crate) fn precheck_signatures(
+    descriptors: &[&Descriptor],
+    signatures: Option<&SignatureCache>,
+    mut keys: Option<&mut KeyCache>,
+) -> Vec<SignatureCheck> {
+    let mut checks = vec![SignatureCheck::Unchecked; descriptors.len()];
     let mut messages: Vec<&[u8]> = Vec::with_capacity(descriptors.len());
     let mut signatures_in = Vec::with_capacity(descriptors.len());
     let mut batch_keys = Vec::with_capacity(descriptors.len());
-    let mut sig_ok = vec![false; descriptors.len()];
     let mut in_batch = Vec::with_capacity(descriptors.len());
     for (i, d) in descriptors.iter().enumerate() {
-        if id_checks[i].is_err() {
+        if check_id(d).is_err() {
             continue;
         }
         let cached = signatures.is_some_and(|c| d.id.digest32().is_some_and(|id| c.known(&id, d)));
         if cached {
-            sig_ok[i] = true;
+            checks[i] = SignatureCheck::Verified;
             continue;
         }
         let key = match keys.as_deref_mut() {
             Some(k) => k.key(&d.publisher).map(|(key, _)| key),
             None => ed25519_dalek::VerifyingKey::from_bytes(d.publisher.public_key()).ok(),
         };
-        if let Some(key) = key {
-            messages.push(d.id.digest());
-            signatures_in.push(ed25519_dalek::Signature::from_bytes(d.signature.as_bytes()));
-            batch_keys.push(key);
-            in_batch.push(i);
+        match key {
+            Some(key) => {
+                messages.push(d.id.digest());
+                signatures_in.push(ed25519_dalek::Signature::from_bytes(d.signature.as_bytes()));
+                batch_keys.push(key);
+                in_batch.push(i);
+            }
+            // Not a curve point: no signature can verify under it.
+            None => checks[i] = SignatureCheck::Bad,
         }
     }
     let batch_ok = !in_batch.is_empty()
         && ed25519_dalek::verify_batch(&messages, &signatures_in, &batch_keys).is_ok();
     drop(messages);
     for (&i, key) in in_batch.iter().zip(&batch_keys) {
-        let d = &descriptors[i];
-        sig_ok[i] = if batch_ok {
+        let d = descriptors[i];
+        let ok = if batch_ok {
             if let Some(k) = keys.as_deref_mut() {
                 k.remember(&d.publisher, *key);
             }
@@ -344,20 +410,11 @@ pub fn validate_batch_cached(
         } else {
             signature_ok(d, signatures, keys.as_deref_mut())
         };
+        checks[i] = if ok {
+            SignatureCheck::Verified
+        } else {
+            SignatureCheck::Bad
+        };
     }
-
-    descriptors
-        .into_iter()
-        .zip(id_checks)
-        .zip(sig_ok)
-        .map(|((d, id), sig)| {
-            id?;
-            if !sig {
-                return Err(ValidationError::BadSignature {
-                    publisher: d.publisher,
-                });
-            }
-            finish(d, now)
-        })
-        .collect()
+    checks
 }

@@ -8,7 +8,9 @@
 //! 1. **Inbound requests.** For each request stream, call
 //!    [`handle_request`](Node::handle_request) with the TLS-authenticated
 //!    peer and the frame; write the [`Outcome`]'s response frame, or reset
-//!    the stream with its refusal code.
+//!    the stream with its refusal code. Requests read together (a burst of
+//!    datagrams) may go in one [`handle_requests`](Node::handle_requests)
+//!    call instead: same answers, STORE signatures verified as a batch.
 //! 2. **Outbound requests.** After *any* call into the node, drain
 //!    [`poll_request`](Node::poll_request) until it returns `None`: open a
 //!    stream to `to` (checking the peer's certificate is `expect`, when set),
@@ -93,6 +95,7 @@ use std::time::Duration;
 
 pub use event::{Event, KeyReplicas, Misbehaviour, QueryError, QueryId, QueryResult, RequestId};
 pub use refusal::{Outcome, Refusal, RefusalCode};
+pub use server::InboundRequest;
 
 use crate::config::Config;
 use crate::descriptor::ValidDescriptor;

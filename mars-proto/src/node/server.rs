@@ -1,6 +1,7 @@
 //! The server side: answering the four requests.
 
 use super::{Event, Misbehaviour, Node, Outcome, PeerInfo, Refusal};
+use crate::descriptor::{SignatureCheck, precheck_signatures};
 use crate::node_id::NodeId;
 use crate::time::Timestamp;
 use crate::wire::{
@@ -8,18 +9,98 @@ use crate::wire::{
     NodeRef, Pong, StoreAck,
 };
 
+/// One request as a driver received it, for [`Node::handle_requests`].
+#[derive(Debug, Clone, Copy)]
+pub struct InboundRequest<'a> {
+    /// Who the connection's TLS handshake authenticated.
+    pub peer: &'a PeerInfo,
+    /// The request frame.
+    pub frame: &'a [u8],
+}
+
 impl Node {
     /// Answers one inbound request. `peer` is who the connection's TLS
     /// handshake authenticated; a request whose `sender` differs is refused.
     pub fn handle_request(&mut self, now: Timestamp, peer: &PeerInfo, frame: &[u8]) -> Outcome {
-        let limits = DecodeLimits {
+        match Frame::decode_request(frame, &self.request_limits()) {
+            Ok(request) => self.serve(now, peer, request, SignatureCheck::Unchecked),
+            Err(e) => self.refuse_undecodable(frame, e),
+        }
+    }
+
+    /// Answers requests that arrived together: the outcomes, in order, are
+    /// those [`handle_request`](Node::handle_request) would give one by one,
+    /// but the signatures of the STOREs among them are verified in one
+    /// Ed25519 batch, about half the cost per signature of one-by-one
+    /// checks. A driver that reads several requests before it writes
+    /// (a burst of datagrams) should hand them in here.
+    ///
+    /// If any signature in the batch is bad, each is checked alone to find
+    /// it, so a forged STORE costs its batch about 1.5× the one-by-one price
+    /// and never changes another request's answer.
+    pub fn handle_requests(
+        &mut self,
+        now: Timestamp,
+        requests: &[InboundRequest<'_>],
+    ) -> Vec<Outcome> {
+        let limits = self.request_limits();
+        let decoded: Vec<Result<Frame, DecodeError>> = requests
+            .iter()
+            .map(|r| Frame::decode_request(r.frame, &limits))
+            .collect();
+        // The STOREs that will reach validation: their sender is the peer.
+        let (mut at, mut stores) = (Vec::new(), Vec::new());
+        for (i, (r, f)) in requests.iter().zip(&decoded).enumerate() {
+            if let Ok(Frame {
+                message: Message::Store(m),
+                ..
+            }) = f
+            {
+                if m.sender == r.peer.identity {
+                    at.push(i);
+                    stores.push(&*m.descriptor);
+                }
+            }
+        }
+        let mut checks = vec![SignatureCheck::Unchecked; requests.len()];
+        if stores.len() > 1 {
+            let verdicts = precheck_signatures(
+                &stores,
+                self.config.signature_cache.as_ref(),
+                Some(&mut self.key_cache),
+            );
+            for (i, v) in at.into_iter().zip(verdicts) {
+                checks[i] = v;
+            }
+        }
+        drop(stores);
+        requests
+            .iter()
+            .zip(decoded)
+            .zip(checks)
+            .map(|((r, f), check)| match f {
+                Ok(request) => self.serve(now, r.peer, request, check),
+                Err(e) => self.refuse_undecodable(r.frame, e),
+            })
+            .collect()
+    }
+
+    fn request_limits(&self) -> DecodeLimits {
+        DecodeLimits {
             max_nodes: self.config.k,
             ..DecodeLimits::default()
-        };
-        let request = match Frame::decode_request(frame, &limits) {
-            Ok(f) => f,
-            Err(e) => return self.refuse_undecodable(frame, e),
-        };
+        }
+    }
+
+    /// Answers one decoded request; `check` is what a batch already settled
+    /// about a STORE's id and signature.
+    fn serve(
+        &mut self,
+        now: Timestamp,
+        peer: &PeerInfo,
+        request: Frame,
+        check: SignatureCheck,
+    ) -> Outcome {
         let msg_id = request.msg_id;
         let (sender, sender_addr) = match &request.message {
             Message::Ping(m) => (m.sender, &m.sender_addr),
@@ -54,7 +135,7 @@ impl Node {
             }
             Message::Store(m) => {
                 self.stats.requests[1] += 1;
-                Message::StoreAck(self.serve_store(now, *m.descriptor))
+                Message::StoreAck(self.serve_store(now, *m.descriptor, check))
             }
             Message::FindNode(m) => {
                 self.stats.requests[2] += 1;
@@ -155,7 +236,12 @@ impl Node {
         nodes
     }
 
-    fn serve_store(&mut self, now: Timestamp, d: crate::Descriptor) -> StoreAck {
+    fn serve_store(
+        &mut self,
+        now: Timestamp,
+        d: crate::Descriptor,
+        check: SignatureCheck,
+    ) -> StoreAck {
         let refuse = |node: &mut Node, reason: String| {
             node.stats.stores_refused += 1;
             StoreAck {
@@ -163,8 +249,9 @@ impl Node {
                 reason: Some(reason),
             }
         };
-        let valid = match d.validate_cached(
+        let valid = match d.validate_prechecked(
             now,
+            check,
             self.config.signature_cache.as_ref(),
             Some(&mut self.key_cache),
         ) {
@@ -318,5 +405,147 @@ mod tests {
         }
         assert_eq!(node.key_cache().hits_and_misses(), (0, 2));
         assert!(node.key_cache().is_empty());
+    }
+
+    /// A mixed burst: good STOREs from new and known publishers, a forged
+    /// signature, a wrong id, a key that is not a curve point, a spoofed
+    /// sender, a duplicate, a PING, a response and garbage.
+    fn mixed_burst() -> Vec<(PeerInfo, Vec<u8>)> {
+        let keys: Vec<Keypair> = (10..16)
+            .map(|i| Keypair::from_secret_bytes(&[i; 32]))
+            .collect();
+        let mut burst = Vec::new();
+        for (i, k) in keys.iter().enumerate() {
+            burst.push(store_frame(k, capability(k, &format!("t{i}"))));
+        }
+        let mut forged = capability(&keys[0], "forged");
+        forged.signature = Signature::from_bytes([9; 64]);
+        burst.push(store_frame(&keys[0], forged));
+        let mut wrong_id = capability(&keys[1], "wrong-id");
+        wrong_id.topic = "changed after signing".into();
+        burst.push(store_frame(&keys[1], wrong_id));
+        let not_a_point = Keypair::from_secret_bytes(&[40; 32]);
+        let mut bad_key = capability(&not_a_point, "bad-key");
+        // y = 2 has no x on the curve: the key does not decompress.
+        let mut raw = [0u8; 32];
+        raw[0] = 2;
+        bad_key.publisher = crate::Identity::from_ed25519_bytes(raw);
+        bad_key.id = bad_key.compute_id();
+        let (_, frame) = store_frame(&not_a_point, bad_key.clone());
+        let peer = PeerInfo {
+            identity: bad_key.publisher,
+            addr: NodeAddr::quic("127.0.0.9:4433"),
+        };
+        let frame = {
+            let mut f = Frame::decode(&frame).unwrap();
+            if let Message::Store(m) = &mut f.message {
+                m.sender = bad_key.publisher;
+            }
+            f.encode()
+        };
+        burst.push((peer, frame));
+        let (mut spoof_peer, spoofed) = store_frame(&keys[2], capability(&keys[2], "spoof"));
+        spoof_peer.identity = keys[3].identity();
+        burst.push((spoof_peer, spoofed));
+        burst.push(store_frame(&keys[4], capability(&keys[4], "t4")));
+        burst.push(store_frame(&keys[5], capability(&keys[5], "again")));
+        let ping = Frame::new(
+            MsgId([7; 16]),
+            Message::Ping(crate::wire::Ping {
+                sender: keys[0].identity(),
+                sender_addr: NodeAddr::quic("127.0.0.9:4433"),
+            }),
+        )
+        .encode();
+        burst.push((burst[0].0.clone(), ping));
+        let ack = Frame::new(
+            MsgId([8; 16]),
+            Message::StoreAck(StoreAck {
+                stored: true,
+                reason: None,
+            }),
+        )
+        .encode();
+        burst.push((burst[0].0.clone(), ack));
+        burst.push((burst[0].0.clone(), vec![0x4d, 0x48, 1, 2, 0]));
+        burst
+    }
+
+    fn node(seed: u64) -> Node {
+        Node::new(
+            Config::testing(),
+            Keypair::from_secret_bytes(&[1; 32]),
+            NodeAddr::quic("127.0.0.1:4433"),
+            NOW,
+            seed,
+        )
+    }
+
+    #[test]
+    fn a_batch_is_answered_as_one_by_one() {
+        let burst = mixed_burst();
+        let mut single = node(7);
+        let one_by_one: Vec<Outcome> = burst
+            .iter()
+            .map(|(peer, frame)| single.handle_request(NOW, peer, frame))
+            .collect();
+        let mut batched = node(7);
+        let requests: Vec<InboundRequest<'_>> = burst
+            .iter()
+            .map(|(peer, frame)| InboundRequest { peer, frame })
+            .collect();
+        let together = batched.handle_requests(NOW, &requests);
+        assert_eq!(together, one_by_one);
+        // Stored the same, told the driver the same, asks the same next.
+        assert_eq!(batched.storage().len(), single.storage().len());
+        assert_eq!(batched.storage().len(), 7, "six topics and \"again\"");
+        let events = |n: &mut Node| std::iter::from_fn(|| n.poll_event()).collect::<Vec<_>>();
+        assert_eq!(events(&mut batched), events(&mut single));
+        let requests = |n: &mut Node| {
+            std::iter::from_fn(|| n.poll_request())
+                .map(|r| r.frame)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(requests(&mut batched), requests(&mut single));
+        // Every refusal carries its own reason.
+        let reasons: Vec<String> = together
+            .iter()
+            .filter_map(|o| match o {
+                Outcome::Respond(b) => match Frame::decode(b).map(|f| f.message) {
+                    Ok(Message::StoreAck(StoreAck {
+                        stored: false,
+                        reason: Some(r),
+                    })) => Some(r),
+                    _ => None,
+                },
+                Outcome::Refuse(_) => None,
+            })
+            .collect();
+        assert_eq!(reasons.len(), 3, "{reasons:?}");
+        assert!(reasons[0].contains("signature"), "{reasons:?}");
+        assert!(reasons[1].contains("id"), "{reasons:?}");
+        assert!(reasons[2].contains("signature"), "{reasons:?}");
+    }
+
+    #[test]
+    fn a_clean_batch_verifies_once_and_caches_every_key() {
+        let keys: Vec<Keypair> = (20..28)
+            .map(|i| Keypair::from_secret_bytes(&[i; 32]))
+            .collect();
+        let burst: Vec<(PeerInfo, Vec<u8>)> = keys
+            .iter()
+            .map(|k| store_frame(k, capability(k, "t")))
+            .collect();
+        let requests: Vec<InboundRequest<'_>> = burst
+            .iter()
+            .map(|(peer, frame)| InboundRequest { peer, frame })
+            .collect();
+        let mut n = node(3);
+        let outcomes = n.handle_requests(NOW, &requests);
+        assert!(outcomes.iter().all(|o| matches!(o, Outcome::Respond(_))));
+        assert_eq!(n.storage().len(), 8);
+        // One lookup per publisher, none repeated by the one-by-one path.
+        assert_eq!(n.key_cache().hits_and_misses(), (0, 8));
+        assert!(keys.iter().all(|k| n.key_cache().contains(&k.identity())));
     }
 }

@@ -82,7 +82,9 @@ pub use config::{HostConfig, RateLimit};
 pub use tls::{CertificateError, TlsSetupError};
 
 use crate::identity::{Identity, Keypair};
-use crate::node::{Event, Node, Outcome, PeerInfo, Refusal, Response, TransportError};
+use crate::node::{
+    Event, InboundRequest, Node, Outcome, PeerInfo, Refusal, Response, TransportError,
+};
 use crate::time::Timestamp;
 use crate::wire::NodeAddr;
 use admission::{Admission, Admit};
@@ -270,6 +272,23 @@ pub struct Host {
     admission: Admission,
     /// The wall clock quinn stamps Retry tokens with, driven by `now`.
     clock: TokenClock,
+    /// Admitted requests read since the last poll, answered together so
+    /// the node can verify their STOREs' signatures as one batch.
+    unanswered: Vec<Unanswered>,
+}
+
+/// Most requests answered in one batch: a full batch is answered at once,
+/// a partial one at the next `poll_*` call (before any datagram leaves, so
+/// batching adds no latency).
+const MAX_REQUEST_BATCH: usize = 64;
+
+/// A request admitted by the limits, waiting for its batch.
+#[derive(Debug)]
+struct Unanswered {
+    ch: ConnectionHandle,
+    stream: StreamId,
+    peer: PeerInfo,
+    frame: Vec<u8>,
 }
 
 impl Host {
@@ -358,6 +377,7 @@ impl Host {
             scratch: Vec::new(),
             admission,
             clock,
+            unanswered: Vec::new(),
         })
     }
 
@@ -566,6 +586,7 @@ impl Host {
     /// The next datagram to send: its bytes are written to `buf` (cleared
     /// first). Drain until `None` after every call.
     pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<Transmit> {
+        self.answer_unanswered();
         self.pump_node();
         // Group commit: whatever the node stored since the last datagram
         // becomes durable before any acknowledgement of it can leave.
@@ -610,7 +631,12 @@ impl Host {
 
     /// When [`handle_timeout`](Host::handle_timeout) is next needed.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
+        self.answer_unanswered();
         self.pump_node();
+        if !self.dirty.is_empty() {
+            // Answers (or anything else) waiting to be sent: drive again now.
+            return Some(self.now);
+        }
         let mut best = self.node.poll_timeout().map(|(t, _)| self.instant_of(t));
         if let Some(&(t, _)) = self.raw_deadlines.first() {
             if best.is_none_or(|b| t < b) {
@@ -690,6 +716,7 @@ impl Host {
 
     /// The next event, if any.
     pub fn poll_event(&mut self) -> Option<HostEvent> {
+        self.answer_unanswered();
         self.pump_node();
         if let Some(e) = self.events.pop_front() {
             return Some(e);
@@ -860,10 +887,10 @@ impl Host {
         }
     }
 
-    /// Hands an inbound request to the node; writes its answer or resets.
+    /// Admits an inbound request (the rate limits) and queues it for the
+    /// node's next batch; a refused one is reset here.
     fn answer(&mut self, ch: ConnectionHandle, stream: StreamId, frame: Vec<u8>) {
         let now = self.now;
-        let ts = self.timestamp(now);
         let Some(c) = self.conns.get_mut(&ch) else {
             return;
         };
@@ -897,23 +924,59 @@ impl Host {
             identity,
             addr: NodeAddr::quic(addr.to_string()),
         };
-        match self.node.handle_request(ts, &peer, &frame) {
-            Outcome::Respond(response) => {
-                self.stats.requests_answered += 1;
-                c.respond(stream, response, now);
-            }
-            Outcome::Refuse(refusal) => {
-                self.stats.requests_refused += 1;
-                c.refuse(stream, refusal.code().code(), now);
-                self.push_event(HostEvent::Refused {
-                    addr,
-                    peer: identity,
-                    refusal,
-                });
-            }
+        self.unanswered.push(Unanswered {
+            ch,
+            stream,
+            peer,
+            frame,
+        });
+        if self.unanswered.len() >= MAX_REQUEST_BATCH {
+            self.answer_unanswered();
         }
-        self.dirty.insert(ch);
-        self.refresh_timer(ch);
+    }
+
+    /// Hands the admitted requests to the node as one batch and writes its
+    /// answers (a connection closed meanwhile has nobody left to answer).
+    fn answer_unanswered(&mut self) {
+        if self.unanswered.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.unanswered);
+        let ts = self.timestamp(self.now);
+        let outcomes = {
+            let requests: Vec<InboundRequest<'_>> = batch
+                .iter()
+                .map(|u| InboundRequest {
+                    peer: &u.peer,
+                    frame: &u.frame,
+                })
+                .collect();
+            self.node.handle_requests(ts, &requests)
+        };
+        let now = self.now;
+        for (u, outcome) in batch.into_iter().zip(outcomes) {
+            let Some(c) = self.conns.get_mut(&u.ch) else {
+                continue;
+            };
+            let addr = c.remote;
+            match outcome {
+                Outcome::Respond(response) => {
+                    self.stats.requests_answered += 1;
+                    c.respond(u.stream, response, now);
+                }
+                Outcome::Refuse(refusal) => {
+                    self.stats.requests_refused += 1;
+                    c.refuse(u.stream, refusal.code().code(), now);
+                    self.push_event(HostEvent::Refused {
+                        addr,
+                        peer: u.peer.identity,
+                        refusal,
+                    });
+                }
+            }
+            self.dirty.insert(u.ch);
+            self.refresh_timer(u.ch);
+        }
     }
 
     fn deliver(&mut self, origin: Origin, result: Result<(Identity, Vec<u8>), TransportError>) {

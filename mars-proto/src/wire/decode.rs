@@ -425,6 +425,18 @@ fn hash(r: &mut Reader<'_>, at: &'static str, depth: u32) -> Result<Hash> {
 }
 
 fn identity(r: &mut Reader<'_>, at: &'static str, depth: u32) -> Result<Identity> {
+    // The canonical layout (both implementations write it) by its fixed
+    // bytes; anything else takes the general path below.
+    const CANONICAL: &[u8] = b"\xa2\x69algorithm\x01\x6apublic_key\x58\x20";
+    if depth <= DEPTH_LIMIT {
+        let start = r.mark();
+        if r.eat(CANONICAL) {
+            if let Some(key) = r.eat_array::<32>() {
+                return Ok(Identity::from_ed25519_bytes(key));
+            }
+            r.reset(start);
+        }
+    }
     let (mut alg, mut key) = (None, None);
     map(r, at, &["algorithm", "public_key"], depth, |r, i| {
         match i {
@@ -447,6 +459,12 @@ fn identity(r: &mut Reader<'_>, at: &'static str, depth: u32) -> Result<Identity
 }
 
 fn node_addr(r: &mut Reader<'_>, at: &'static str, depth: u32) -> Result<NodeAddr> {
+    // The canonical layout by its fixed bytes, as in `identity`.
+    if depth <= DEPTH_LIMIT {
+        if let Some(addr) = node_addr_canonical(r) {
+            return Ok(addr);
+        }
+    }
     let (mut protocol, mut address) = (None, None);
     map(r, at, &["protocol", "address"], depth, |r, i| {
         match i {
@@ -459,6 +477,30 @@ fn node_addr(r: &mut Reader<'_>, at: &'static str, depth: u32) -> Result<NodeAdd
         req(protocol, at, "protocol")?,
         req(address, at, "address")?,
     ))
+}
+
+/// `{protocol, address}` in that order with one-byte heads, or `None` with
+/// nothing consumed (the general decoder then gives the same result).
+fn node_addr_canonical(r: &mut Reader<'_>) -> Option<NodeAddr> {
+    const PROTOCOL: &[u8] = b"\xa2\x68protocol";
+    const ADDRESS: &[u8] = b"\x67address";
+    let start = r.mark();
+    let mut read = || {
+        if !r.eat(PROTOCOL) {
+            return None;
+        }
+        let protocol = r.eat_short_text(MAX_PROTOCOL_LEN)?;
+        if !r.eat(ADDRESS) {
+            return None;
+        }
+        let address = r.eat_short_text(MAX_ADDRESS_LEN)?;
+        Some(NodeAddr::new(protocol, address))
+    };
+    let addr = read();
+    if addr.is_none() {
+        r.reset(start);
+    }
+    addr
 }
 
 fn node_list(
@@ -511,8 +553,7 @@ fn node_list(
 /// reads them about three times faster.
 fn node_info_canonical(r: &mut Reader<'_>) -> Option<NodeInfo> {
     const IDENTITY: &[u8] = b"\xa3\x68identity\xa2\x69algorithm\x01\x6apublic_key\x58\x20";
-    const ADDR: &[u8] = b"\x64addr\xa2\x68protocol";
-    const ADDRESS: &[u8] = b"\x67address";
+    const ADDR: &[u8] = b"\x64addr";
     const LAST_SEEN: &[u8] = b"\x69last_seen";
     let start = r.mark();
     let mut read = || {
@@ -523,18 +564,14 @@ fn node_info_canonical(r: &mut Reader<'_>) -> Option<NodeInfo> {
         if !r.eat(ADDR) {
             return None;
         }
-        let protocol = r.eat_short_text(MAX_PROTOCOL_LEN)?;
-        if !r.eat(ADDRESS) {
-            return None;
-        }
-        let address = r.eat_short_text(MAX_ADDRESS_LEN)?;
+        let addr = node_addr_canonical(r)?;
         if !r.eat(LAST_SEEN) {
             return None;
         }
         let last_seen = r.expect_uint().ok()?;
         Some(NodeInfo {
             identity: Identity::from_ed25519_bytes(key),
-            addr: NodeAddr::new(protocol, address),
+            addr,
             last_seen: Timestamp::from_micros(last_seen),
         })
     };
