@@ -262,6 +262,7 @@ fn encode_counters(e: &mut DescriptorEncoder, node: &NodeStats, host: &HostStats
         retries_sent,
         dialled,
         requests_answered,
+        request_batches,
         requests_refused,
         requests_rate_limited_by_ip,
         requests_rate_limited_by_identity,
@@ -281,6 +282,14 @@ fn encode_counters(e: &mut DescriptorEncoder, node: &NodeStats, host: &HostStats
             (Cow::Borrowed("answered"), *requests_answered),
             (Cow::Borrowed("refused"), *requests_refused),
         ],
+    )?;
+    counter(
+        e,
+        "mars_request_batches",
+        "Batches in which admitted requests were handed to the node together (the STOREs \
+         of a batch are verified as one Ed25519 batch): requests handled per batch is the \
+         mean batch size.",
+        *request_batches,
     )?;
     let by_type: Vec<(Cow<'static, str>, u64)> = ["ping", "store", "find_node", "find_value"]
         .into_iter()

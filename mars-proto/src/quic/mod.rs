@@ -219,6 +219,10 @@ pub struct HostStats {
     pub dialled: u64,
     /// Inbound requests answered.
     pub requests_answered: u64,
+    /// Batches of admitted requests handed to the node together (see
+    /// [`Node::handle_requests`]): the requests the node answered or
+    /// refused, divided by this, is the mean batch size.
+    pub request_batches: u64,
     /// Inbound requests refused with a stream reset, for any reason (the
     /// node's refusals and the two rate limits below).
     pub requests_refused: u64,
@@ -942,6 +946,7 @@ impl Host {
             return;
         }
         let batch = std::mem::take(&mut self.unanswered);
+        self.stats.request_batches += 1;
         let ts = self.timestamp(self.now);
         let outcomes = {
             let requests: Vec<InboundRequest<'_>> = batch

@@ -926,6 +926,52 @@ fn a_small_connection_buffer_delays_reads_but_every_request_is_answered() {
 }
 
 #[test]
+fn concurrent_stores_are_answered_in_batches() {
+    let mut net = Net::new();
+    let a = net.add_host(testing());
+    let b = net.add_host(testing());
+    let ida = net.host(a).identity();
+    let now = net.now;
+    let ts = net.host(a).timestamp(now);
+    let ids: Vec<_> = (0..24u8)
+        .map(|i| {
+            let key = Keypair::from_secret_bytes(&[60 + i; 32]);
+            let d = DescriptorBuilder::new(schema::CORE_CAPABILITY.hash(), ts)
+                .topic(format!("t{i}"))
+                .routing_keys(schema::hierarchical_keys("compute/batch"))
+                .sign(&key)
+                .unwrap();
+            let frame = Frame::new(
+                MsgId([i; 16]),
+                Message::Store(crate::wire::Store {
+                    sender: ida,
+                    sender_addr: NodeAddr::quic(addr(a).to_string()),
+                    descriptor: d.into(),
+                }),
+            )
+            .encode();
+            net.send_raw(a, b, frame)
+        })
+        .collect();
+    for id in ids {
+        let resp = net.wait_raw(a, id).unwrap();
+        match Frame::decode(&resp.frame).unwrap().message {
+            Message::StoreAck(ack) => assert!(ack.stored, "{ack:?}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    let stats = net.host(b).stats();
+    // (Plus the PING with which `a` checks `b` back.)
+    assert!(stats.requests_answered >= 24, "{stats:?}");
+    assert!(
+        stats.request_batches < stats.requests_answered,
+        "requests read together are answered together: {stats:?}"
+    );
+    // Every publisher's key was decompressed once, by the batches.
+    assert_eq!(net.host(b).node().key_cache().hits_and_misses(), (0, 24));
+}
+
+#[test]
 fn a_raw_request_to_nobody_times_out() {
     let mut net = Net::new();
     let a = net.add_host(testing());
