@@ -897,27 +897,42 @@ fn a_small_connection_buffer_delays_reads_but_every_request_is_answered() {
     let ts = net.host(a).timestamp(now);
     let mut ids = Vec::new();
     for i in 0..20u8 {
-        let key = Keypair::from_secret_bytes(&[100 + i; 32]);
-        let d = DescriptorBuilder::new(schema::CORE_CAPABILITY.hash(), ts)
-            .topic(format!("t{i}"))
-            .payload(vec![i; 400])
-            .routing_keys(schema::hierarchical_keys("compute/buffer"))
-            .sign(&key)
-            .unwrap();
-        let frame = Frame::new(
-            MsgId([i; 16]),
-            Message::Store(crate::wire::Store {
-                sender: ida,
-                sender_addr: NodeAddr::quic(addr(a).to_string()),
-                descriptor: d.into(),
-            }),
-        )
-        .encode();
+        let frame = store_frame((ida, addr(a)), 100 + i, ts, vec![i; 400]);
         assert!(frame.len() > 300);
         ids.push(net.send_raw(a, b, frame));
     }
+    expect_stored(&mut net, a, ids);
+}
+
+/// A STORE sent by `sender`, of a descriptor signed by the key with secret
+/// `[key; 32]`, topic `t<key>`, carrying `payload`.
+fn store_frame(
+    (sender, from): (Identity, SocketAddr),
+    key: u8,
+    ts: Timestamp,
+    payload: Vec<u8>,
+) -> Vec<u8> {
+    let d = DescriptorBuilder::new(schema::CORE_CAPABILITY.hash(), ts)
+        .topic(format!("t{key}"))
+        .payload(payload)
+        .routing_keys(schema::hierarchical_keys("compute/stores"))
+        .sign(&Keypair::from_secret_bytes(&[key; 32]))
+        .unwrap();
+    Frame::new(
+        MsgId([key; 16]),
+        Message::Store(crate::wire::Store {
+            sender,
+            sender_addr: NodeAddr::quic(from.to_string()),
+            descriptor: d.into(),
+        }),
+    )
+    .encode()
+}
+
+/// Waits for each raw request and checks it was answered `stored: true`.
+fn expect_stored(net: &mut Net, from: usize, ids: Vec<RawRequestId>) {
     for id in ids {
-        let resp = net.wait_raw(a, id).unwrap();
+        let resp = net.wait_raw(from, id).unwrap();
         match Frame::decode(&resp.frame).unwrap().message {
             Message::StoreAck(ack) => assert!(ack.stored, "{ack:?}"),
             other => panic!("{other:?}"),
@@ -935,31 +950,11 @@ fn concurrent_stores_are_answered_in_batches() {
     let ts = net.host(a).timestamp(now);
     let ids: Vec<_> = (0..24u8)
         .map(|i| {
-            let key = Keypair::from_secret_bytes(&[60 + i; 32]);
-            let d = DescriptorBuilder::new(schema::CORE_CAPABILITY.hash(), ts)
-                .topic(format!("t{i}"))
-                .routing_keys(schema::hierarchical_keys("compute/batch"))
-                .sign(&key)
-                .unwrap();
-            let frame = Frame::new(
-                MsgId([i; 16]),
-                Message::Store(crate::wire::Store {
-                    sender: ida,
-                    sender_addr: NodeAddr::quic(addr(a).to_string()),
-                    descriptor: d.into(),
-                }),
-            )
-            .encode();
+            let frame = store_frame((ida, addr(a)), 60 + i, ts, Vec::new());
             net.send_raw(a, b, frame)
         })
         .collect();
-    for id in ids {
-        let resp = net.wait_raw(a, id).unwrap();
-        match Frame::decode(&resp.frame).unwrap().message {
-            Message::StoreAck(ack) => assert!(ack.stored, "{ack:?}"),
-            other => panic!("{other:?}"),
-        }
-    }
+    expect_stored(&mut net, a, ids);
     let stats = net.host(b).stats();
     // (Plus the PING with which `a` checks `b` back.)
     assert!(stats.requests_answered >= 24, "{stats:?}");
