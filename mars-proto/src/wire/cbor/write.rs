@@ -74,6 +74,12 @@ impl<'a> Writer<'a> {
         self.out.push(if v { 0xf5 } else { 0xf4 });
     }
 
+    /// Bytes that are already CBOR (a fixed run of heads and keys).
+    #[inline]
+    pub(crate) fn raw(&mut self, cbor: &[u8]) {
+        self.out.extend_from_slice(cbor);
+    }
+
     /// A map key known at compile time, pre-encoded (a text string).
     #[inline]
     pub(crate) fn key(&mut self, k: &str) {
