@@ -7,7 +7,7 @@
 //! Time is always an argument ([`Timestamp`]); bytes in, values out.
 //!
 //! What is here:
-//! - [`Hash`], [`NodeId`], [`Identity`], [`Keypair`] and DIDs ([`Identity::did`],
+//! - [`Hash`](struct@Hash), [`NodeId`], [`Identity`], [`Keypair`] and DIDs ([`Identity::did`],
 //!   [`Identity::from_did`]).
 //! - [`Descriptor`], its [`DescriptorBuilder`], and [`ValidDescriptor`] — the
 //!   only form a descriptor may take once it is trusted.

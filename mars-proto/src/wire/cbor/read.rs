@@ -41,7 +41,7 @@ pub enum CborError {
         /// Bytes left.
         remaining: usize,
     },
-    /// Nested deeper than [`MAX_DEPTH`].
+    /// Nested deeper than the 16 levels allowed.
     #[error("nested deeper than {MAX_DEPTH} levels")]
     TooDeep,
     /// A text string that is not UTF-8.
