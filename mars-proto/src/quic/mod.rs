@@ -8,6 +8,9 @@
 //! and reads no clock. The driver owns one UDP socket and one timer:
 //!
 //! 1. For every datagram received, call [`handle_datagram`](Host::handle_datagram).
+//!    Several may go in before the drain below: the requests they complete
+//!    are answered together at the next `poll_*` call, their STOREs'
+//!    signatures verified as one batch ([`Node::handle_requests`]).
 //! 2. After *any* call, drain [`poll_transmit`](Host::poll_transmit) until
 //!    `None` and send each datagram; then drain [`poll_event`](Host::poll_event).
 //! 3. Arm the timer at [`poll_timeout`](Host::poll_timeout); when it fires,
