@@ -408,13 +408,7 @@ impl Sim {
         let watch = Stopwatch::start();
         self.watch = Some(watch);
         let total = self.end.duration_since(START).as_secs_f64().max(1e-9);
-        while let Some(t) = self.queue.peek_time() {
-            if t > self.end {
-                break;
-            }
-            let Some((t, ev)) = self.queue.pop() else {
-                break;
-            };
+        while let Some((t, ev)) = self.queue.pop_until(self.end) {
             self.now = t;
             self.counters.events += 1;
             match ev {
