@@ -31,7 +31,6 @@ pub(crate) enum CandidateState {
 pub(crate) struct Candidate {
     pub(crate) identity: Identity,
     pub(crate) addr: NodeAddr,
-    pub(crate) state: CandidateState,
     /// 1 for candidates known at the start; one more than the hop of the
     /// responder that first named it otherwise.
     pub(crate) hop: u32,
@@ -78,6 +77,14 @@ pub struct LookupStats {
 /// named again (most named nodes are, once a lookup nears its target) is
 /// recognised by a scan of that short array, without computing its node
 /// id.
+///
+/// What every answer reads is kept apart from the ~130-byte slots, in
+/// small dense arrays: each slot's state (`states`, scanned by
+/// [`next`](Lookup::next) over the K closest) and the first word of each
+/// ordered candidate's distance (`order_keys`, binary-searched to place a
+/// newcomer or find a responder). A lookup's state is cold whenever an
+/// answer arrives (measured in mars-sim: thousands of other events run in
+/// between), so the slots an answer used to walk were a cache miss each.
 #[derive(Debug)]
 pub(crate) struct Lookup {
     target: NodeId,
@@ -88,8 +95,12 @@ pub(crate) struct Lookup {
     slots: Vec<Slot>,
     /// `prefix(identity)` of each slot, live or free.
     prefixes: Vec<u64>,
+    /// The state of each slot's candidate (meaningless for a free slot).
+    states: Vec<CandidateState>,
     /// Live slots, nearest the target first.
     order: Vec<u32>,
+    /// The first word of the distance of each entry of `order`.
+    order_keys: Vec<u64>,
     /// Free slots.
     free: Vec<u32>,
     /// Seeds known only by address (bootstrap), asked first.
@@ -129,7 +140,9 @@ impl Lookup {
             max_candidates: k * 4,
             slots: Vec::new(),
             prefixes: Vec::new(),
+            states: Vec::new(),
             order: Vec::new(),
+            order_keys: Vec::new(),
             free: Vec::new(),
             seeds,
             in_flight: 0,
@@ -159,20 +172,32 @@ impl Lookup {
     }
 
     /// Where a candidate at `dist` is in `order`: `Ok` if one is there.
+    /// The first words decide but among candidates sharing `dist`'s (rare
+    /// but for crafted ids), which are compared in full.
     fn position(&self, dist: &[u64; 4]) -> Result<usize, usize> {
-        self.order.binary_search_by(|&i| {
-            self.slots
-                .get(i as usize)
-                .map_or(std::cmp::Ordering::Less, |s| s.dist.cmp(dist))
-        })
+        let lo = self.order_keys.partition_point(|&k| k < dist[0]);
+        let same = self
+            .order_keys
+            .get(lo..)
+            .map_or(0, |rest| rest.partition_point(|&k| k == dist[0]));
+        let Some(range) = self.order.get(lo..lo + same) else {
+            return Err(lo);
+        };
+        range
+            .binary_search_by(|&i| {
+                self.slots
+                    .get(i as usize)
+                    .map_or(std::cmp::Ordering::Less, |s| s.dist.cmp(dist))
+            })
+            .map(|p| p + lo)
+            .map_err(|p| p + lo)
     }
 
-    /// The live candidate with node id `id`.
-    fn find_mut(&mut self, id: &NodeId) -> Option<&mut Candidate> {
+    /// The slot of the live candidate with node id `id`.
+    fn find(&self, id: &NodeId) -> Option<usize> {
         let dist = words(&id.distance(&self.target));
         let at = self.position(&dist).ok()?;
-        let i = *self.order.get(at)?;
-        self.slots.get_mut(i as usize).map(|s| &mut s.c)
+        self.order.get(at).map(|&i| i as usize)
     }
 
     /// Whether `identity` is a live candidate: a scan of the prefixes, so a
@@ -206,14 +231,16 @@ impl Lookup {
         if self.order.len() >= self.max_candidates {
             // Bounded: drop the farthest candidate nobody is waiting on, if
             // the newcomer is closer than it.
+            let states = &self.states;
             let farthest = self.order.iter().enumerate().rev().find(|&(_, &i)| {
-                self.slots.get(i as usize).is_some_and(|s| {
-                    !matches!(s.c.state, CandidateState::InFlight | CandidateState::Slow)
+                states.get(i as usize).is_some_and(|st| {
+                    !matches!(st, CandidateState::InFlight | CandidateState::Slow)
                 })
             });
             match farthest {
                 Some((pos, &i)) if pos >= at => {
                     self.order.remove(pos);
+                    self.order_keys.remove(pos);
                     if let Some(s) = self.slots.get_mut(i as usize) {
                         s.live = false;
                     }
@@ -227,7 +254,6 @@ impl Lookup {
             c: Candidate {
                 identity,
                 addr,
-                state: CandidateState::New,
                 hop,
             },
             dist,
@@ -241,15 +267,20 @@ impl Lookup {
                 if let Some(p) = self.prefixes.get_mut(i as usize) {
                     *p = prefix(&identity);
                 }
+                if let Some(st) = self.states.get_mut(i as usize) {
+                    *st = CandidateState::New;
+                }
                 i
             }
             None => {
                 self.slots.push(slot);
                 self.prefixes.push(prefix(&identity));
+                self.states.push(CandidateState::New);
                 (self.slots.len() - 1) as u32
             }
         };
         self.order.insert(at, i);
+        self.order_keys.insert(at, dist[0]);
     }
 
     /// The next step. Call until it returns `Wait` or `Done`.
@@ -272,23 +303,25 @@ impl Lookup {
         let mut seen = 0;
         let mut waiting = false;
         for &i in &self.order {
-            let Some(s) = self.slots.get_mut(i as usize) else {
+            let Some(st) = self.states.get_mut(i as usize) else {
                 continue;
             };
-            let c = &mut s.c;
-            match c.state {
+            match *st {
                 CandidateState::Failed => continue,
                 CandidateState::Succeeded => {}
                 CandidateState::InFlight | CandidateState::Slow => waiting = true,
                 CandidateState::New => {
-                    c.state = CandidateState::InFlight;
+                    let Some(s) = self.slots.get(i as usize) else {
+                        continue;
+                    };
+                    *st = CandidateState::InFlight;
                     self.in_flight += 1;
                     self.stats.rpcs += 1;
                     let id = from_words(&s.dist).distance(&self.target);
                     return Next::Query {
-                        identity: Some((c.identity, id)),
-                        addr: c.addr.clone(),
-                        hop: c.hop,
+                        identity: Some((s.c.identity, id)),
+                        addr: s.c.addr.clone(),
+                        hop: s.c.hop,
                     };
                 }
             }
@@ -321,20 +354,25 @@ impl Lookup {
         self.stats.responders += 1;
         self.stats.rounds = self.stats.rounds.max(hop);
         let local = self.local;
-        match self.find_mut(&responder_id) {
-            Some(c) => {
-                let was_slow = c.state == CandidateState::Slow;
-                c.state = CandidateState::Succeeded;
-                if !was_slow {
-                    self.in_flight = self.in_flight.saturating_sub(1);
+        match self.find(&responder_id) {
+            Some(i) => {
+                if let Some(st) = self.states.get_mut(i) {
+                    let was_slow = *st == CandidateState::Slow;
+                    *st = CandidateState::Succeeded;
+                    if !was_slow {
+                        self.in_flight = self.in_flight.saturating_sub(1);
+                    }
                 }
             }
             None if responder_id != local => {
                 // A seed known only by address: now it has an identity.
                 self.in_flight = self.in_flight.saturating_sub(1);
                 self.add_candidate(responder, responder_id, responder_addr.clone(), hop);
-                if let Some(c) = self.find_mut(&responder_id) {
-                    c.state = CandidateState::Succeeded;
+                if let Some(st) = self
+                    .find(&responder_id)
+                    .and_then(|i| self.states.get_mut(i))
+                {
+                    *st = CandidateState::Succeeded;
                 }
             }
             None => self.in_flight = self.in_flight.saturating_sub(1),
@@ -357,11 +395,13 @@ impl Lookup {
     /// an address-only seed).
     pub(crate) fn on_failure(&mut self, id: Option<&NodeId>) {
         self.stats.failures += 1;
-        let candidate = id.and_then(|id| self.find_mut(id));
-        match candidate {
-            Some(c) => {
-                let was_slow = c.state == CandidateState::Slow;
-                c.state = CandidateState::Failed;
+        let state = id
+            .and_then(|id| self.find(id))
+            .and_then(|i| self.states.get_mut(i));
+        match state {
+            Some(st) => {
+                let was_slow = *st == CandidateState::Slow;
+                *st = CandidateState::Failed;
                 if !was_slow {
                     self.in_flight = self.in_flight.saturating_sub(1);
                 }
@@ -374,9 +414,9 @@ impl Lookup {
     /// being awaited but frees its α slot, so a dead peer delays the lookup
     /// by the threshold rather than by the whole request timeout.
     pub(crate) fn on_slow(&mut self, id: &NodeId) {
-        if let Some(c) = self.find_mut(id) {
-            if c.state == CandidateState::InFlight {
-                c.state = CandidateState::Slow;
+        if let Some(st) = self.find(id).and_then(|i| self.states.get_mut(i)) {
+            if *st == CandidateState::InFlight {
+                *st = CandidateState::Slow;
                 self.in_flight = self.in_flight.saturating_sub(1);
             }
         }
@@ -386,8 +426,8 @@ impl Lookup {
     pub(crate) fn closest_succeeded(&self) -> impl Iterator<Item = (NodeId, &Candidate)> {
         self.order
             .iter()
+            .filter(|&&i| self.states.get(i as usize) == Some(&CandidateState::Succeeded))
             .filter_map(|&i| self.slots.get(i as usize))
-            .filter(|s| s.c.state == CandidateState::Succeeded)
             .take(self.k)
             .map(|s| (from_words(&s.dist).distance(&self.target), &s.c))
     }
@@ -548,6 +588,43 @@ mod tests {
         answer(&mut l, q3[0], 1, vec![]);
         assert_eq!(l.next(), Next::Done);
         assert_eq!(l.stats().failures, 1);
+    }
+
+    #[test]
+    fn ids_sharing_their_first_word_are_ordered_in_full() {
+        // Crafted ids equal in their first 64 bits: the dense first-word
+        // keys tie, and the whole distances must decide.
+        let target = NodeId::from_bytes([0; 32]);
+        let local = NodeId::from_bytes([0xff; 32]);
+        let id = |last: u8| {
+            let mut b = [0u8; 32];
+            b[0] = 1;
+            b[31] = last;
+            NodeId::from_bytes(b)
+        };
+        let ps: Vec<_> = (1..=6u8).map(peer).collect();
+        let lasts = [9u8, 3, 7, 1, 5, 2];
+        let initial = ps
+            .iter()
+            .zip(lasts)
+            .map(|((i, _, a), last)| (*i, id(last), a.clone()));
+        let mut l = Lookup::new(target, local, 6, 6, initial, vec![]);
+        let mut asked = vec![];
+        while let Next::Query {
+            identity: Some((_, nid)),
+            ..
+        } = l.next()
+        {
+            asked.push(nid);
+        }
+        let mut nearest_first: Vec<NodeId> = lasts.iter().map(|&x| id(x)).collect();
+        nearest_first.sort();
+        assert_eq!(asked, nearest_first);
+        for (p, &last) in ps.iter().zip(&lasts) {
+            l.on_success(p.0, id(last), &p.2, 1, Vec::new(), Identity::node_id);
+        }
+        assert_eq!(l.closest_succeeded().count(), 6);
+        assert_eq!(l.next(), Next::Done);
     }
 
     #[test]

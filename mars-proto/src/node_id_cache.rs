@@ -26,8 +26,12 @@ use crate::node_id::NodeId;
 /// each other.
 const SHARDS: usize = 16;
 
-/// One remembered identity and its id: 64 bytes, a cache line.
+/// One remembered identity and its id: 64 bytes, aligned to a cache line
+/// so that a lookup costs one miss, not two (unaligned, most slots
+/// straddled two lines: measured in mars-sim at 100,000 nodes, where the
+/// memo is 32 MiB and nearly every lookup misses the caches).
 #[derive(Clone, Copy)]
+#[repr(C, align(64))]
 struct Slot {
     key: [u8; 32],
     id: NodeId,

@@ -85,7 +85,7 @@ impl RoutingTable {
     /// The entry with `id`.
     pub fn get(&self, id: &NodeId) -> Option<&Peer> {
         let bucket = self.bucket_of(id)?;
-        bucket.peers.iter().find(|p| p.id == *id)
+        bucket.peers.get(bucket.position(id)?)
     }
 
     /// Whether `id` is an entry (pending candidates are not).
@@ -115,7 +115,7 @@ impl RoutingTable {
 
     /// The pending candidate of bucket `index`.
     pub fn pending(&self, index: usize) -> Option<&Peer> {
-        self.get_bucket(index)?.pending.as_ref()
+        self.get_bucket(index)?.pending.as_deref()
     }
 
     /// The entry of bucket `index` under challenge, if one is in flight.
@@ -151,7 +151,7 @@ impl RoutingTable {
         }
 
         if bucket.peers.len() < k {
-            bucket.push(peer);
+            bucket.push(peer, k);
             self.len += 1;
             closest::set_bit(&mut self.nonempty, b, true);
             return ContactOutcome::Added;
@@ -159,12 +159,16 @@ impl RoutingTable {
 
         // Full: the newcomer waits as the single pending candidate.
         let new_id = peer.id;
-        let displaced = bucket.pending.replace(peer).filter(|old| old.id != new_id);
-        let in_flight = matches!(bucket.challenge,
-            Some((_, at)) if now.duration_since(at) < challenge_timeout);
+        let displaced = bucket
+            .pending
+            .replace(Box::new(peer))
+            .filter(|old| old.id != new_id)
+            .map(|old| *old);
+        let in_flight = matches!(bucket.challenge.as_deref(),
+            Some((_, at)) if now.duration_since(*at) < challenge_timeout);
         match bucket.peers.first() {
             Some(oldest) if !in_flight => {
-                bucket.challenge = Some((oldest.id, now));
+                bucket.challenge = Some(Box::new((oldest.id, now)));
                 ContactOutcome::Challenge {
                     oldest: oldest.clone(),
                     displaced,
@@ -205,7 +209,7 @@ impl RoutingTable {
             bucket.move_to_tail(i);
             bucket.last_activity = now;
             return ChallengeOutcome::Kept {
-                dropped: bucket.pending.take(),
+                dropped: bucket.pending.take().map(|p| *p),
             };
         }
         match self.remove_entry(b, i) {
@@ -231,7 +235,7 @@ impl RoutingTable {
         let Some(i) = bucket.position(id) else {
             if bucket.pending_is(id) {
                 if let Some(dropped) = bucket.pending.take() {
-                    return FailureOutcome::PendingDropped { dropped };
+                    return FailureOutcome::PendingDropped { dropped: *dropped };
                 }
             }
             return FailureOutcome::Unknown;
@@ -269,7 +273,7 @@ impl RoutingTable {
         match bucket.position(id) {
             Some(i) => self.remove_entry(b, i),
             None if bucket.pending_is(id) => bucket.pending.take().map(|peer| Removed {
-                peer,
+                peer: *peer,
                 promoted: None,
             }),
             None => None,
@@ -280,13 +284,14 @@ impl RoutingTable {
     /// into the free slot. The only way entries leave the table, so the
     /// count and the mask stay in step.
     fn remove_entry(&mut self, b: usize, i: usize) -> Option<Removed> {
+        let k = self.config.k;
         let bucket = existing_mut(&mut self.buckets, b)?;
         let peer = bucket.remove_at(i)?;
-        let promoted = bucket.pending.take();
+        let promoted = bucket.pending.take().map(|p| *p);
         if let Some(p) = &promoted {
             // The contest the challenge was deciding is over.
             bucket.challenge = None;
-            bucket.insert_by_last_seen(p.clone());
+            bucket.insert_by_last_seen(p.clone(), k);
         } else {
             self.len = self.len.saturating_sub(1);
         }
@@ -498,6 +503,9 @@ impl RoutingTable {
 /// it was never used.
 fn bucket_mut(buckets: &mut Vec<Bucket>, b: usize) -> Option<&mut Bucket> {
     let i = (BUCKETS - 1).checked_sub(b)?;
+    // Exactly the buckets in use: a table gains one only a few times in
+    // its life, and doubling would leave up to half the slots unused.
+    buckets.reserve_exact((i + 1).saturating_sub(buckets.len()));
     while buckets.len() <= i {
         buckets.push(Bucket::new(BUCKETS - 1 - buckets.len()));
     }

@@ -101,18 +101,18 @@ impl Sim {
             0
         };
         let local = shift(self.now, skew_us);
-        let node = Node::new(
+        let node = Box::new(Node::new(
             self.config.clone(),
             keypair.clone(),
             addr.clone(),
             local,
             self.rng_seeds.next_u64(),
-        );
+        ));
         let identity = keypair.identity();
         self.infos.push(PeerInfo { identity, addr });
         self.nodes.push(SimNode {
             node: Some(node),
-            keypair,
+            keypair: Box::new(keypair),
             skew_us,
             generation: 0,
             status: Status::Up,
@@ -268,13 +268,13 @@ impl Sim {
                 sn.stores_refused_before += n.stats().stores_refused;
             }
             let info = &self.infos[i as usize];
-            sn.node = Some(Node::new(
+            sn.node = Some(Box::new(Node::new(
                 config,
-                sn.keypair.clone(),
+                Keypair::clone(&sn.keypair),
                 info.addr.clone(),
                 local,
                 seed,
-            ));
+            )));
             sn.needs_publish = sn.publisher.is_some();
             self.counters.restarts_fresh += 1;
         } else {
