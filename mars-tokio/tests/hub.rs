@@ -25,6 +25,8 @@ struct HubProcess {
     addr: SocketAddr,
     line: String,
     stderr: Arc<Mutex<String>>,
+    /// Reads stderr until the process closes it.
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl HubProcess {
@@ -42,7 +44,7 @@ impl HubProcess {
         let stderr = Arc::new(Mutex::new(String::new()));
         let err_pipe = child.stderr.take().unwrap();
         let sink = Arc::clone(&stderr);
-        std::thread::spawn(move || {
+        let stderr_reader = std::thread::spawn(move || {
             for line in BufReader::new(err_pipe).lines().map_while(Result::ok) {
                 let mut s = sink.lock().unwrap();
                 s.push_str(&line);
@@ -71,7 +73,17 @@ impl HubProcess {
             addr,
             line,
             stderr,
+            stderr_reader: Some(stderr_reader),
         }
+    }
+
+    /// Everything the process wrote to stderr, once it has exited and the
+    /// reader has caught up (checking earlier raced the reader thread).
+    fn stderr_after_exit(&mut self) -> String {
+        if let Some(reader) = self.stderr_reader.take() {
+            let _ = reader.join();
+        }
+        self.stderr.lock().unwrap().clone()
     }
 
     fn loaded(&self) -> usize {
@@ -223,12 +235,9 @@ fn sigterm_stops_cleanly_and_keeps_the_key_and_the_store() {
     let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(status.success());
     let code = hub.child.wait().unwrap();
-    assert!(
-        code.success(),
-        "exit {code:?}; stderr:\n{}",
-        hub.stderr.lock().unwrap()
-    );
-    assert!(hub.stderr.lock().unwrap().contains("hub stopped"));
+    let stderr = hub.stderr_after_exit();
+    assert!(code.success(), "exit {code:?}; stderr:\n{stderr}");
+    assert!(stderr.contains("hub stopped"), "stderr:\n{stderr}");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
