@@ -90,17 +90,14 @@ pub fn encode_descriptors_result<'a>(
     out: &mut Vec<u8>,
 ) {
     let hint: usize = descriptors.clone().map(descriptor_size_hint).sum();
-    out.reserve(HEADER_LEN + 24 + hint);
-    let start = out.len();
-    out.extend_from_slice(&[0u8; HEADER_LEN]);
-    let mut w = Writer::new(out);
-    w.map(1);
-    w.key("descriptors");
-    w.array(descriptors.len());
-    for d in descriptors {
-        descriptor(&mut w, d);
-    }
-    FrameHeader::patch(out, start, MessageType::FindValueResult, msg_id);
+    list_frame(
+        (msg_id, MessageType::FindValueResult),
+        "descriptors",
+        hint,
+        descriptors,
+        out,
+        descriptor,
+    );
 }
 
 /// One entry of a node list, borrowed for encoding: identity, address and
@@ -138,15 +135,35 @@ fn nodes_result<'a>(
     out: &mut Vec<u8>,
 ) {
     let hint: usize = nodes.clone().map(|(_, a, _)| node_size_hint(a)).sum();
-    out.reserve(HEADER_LEN + 16 + hint);
+    list_frame(
+        (msg_id, msg_type),
+        "nodes",
+        hint,
+        nodes,
+        out,
+        |w, (id, addr, seen)| node(w, id, addr, seen),
+    );
+}
+
+/// Appends a whole frame whose body is `{<key>: [items…]}`, the shape of
+/// both list answers; `hint` is the items' encoded size, for one reserve.
+fn list_frame<T>(
+    (msg_id, msg_type): (MsgId, MessageType),
+    key: &str,
+    hint: usize,
+    items: impl ExactSizeIterator<Item = T>,
+    out: &mut Vec<u8>,
+    mut item: impl FnMut(&mut Writer<'_>, T),
+) {
+    out.reserve(HEADER_LEN + 24 + hint);
     let start = out.len();
     out.extend_from_slice(&[0u8; HEADER_LEN]);
     let mut w = Writer::new(out);
     w.map(1);
-    w.key("nodes");
-    w.array(nodes.len());
-    for (id, addr, last_seen) in nodes {
-        node(&mut w, id, addr, last_seen);
+    w.key(key);
+    w.array(items.len());
+    for i in items {
+        item(&mut w, i);
     }
     FrameHeader::patch(out, start, msg_type, msg_id);
 }
