@@ -326,21 +326,12 @@ pub fn validate_batch_cached(
         let refs: Vec<&Descriptor> = descriptors.iter().collect();
         precheck_signatures(&refs, signatures, keys)
     };
+    // Only a wrong id is left unchecked by the precheck: its full
+    // validation stops at rule 1, before any signature work.
     descriptors
         .into_iter()
         .zip(checks)
-        .map(|(d, check)| match check {
-            SignatureCheck::Verified => finish(d, now),
-            SignatureCheck::Bad => Err(ValidationError::BadSignature {
-                publisher: d.publisher,
-            }),
-            // Only a wrong id is left unchecked here: report it.
-            SignatureCheck::Unchecked => {
-                Err(check_id(&d).err().unwrap_or(ValidationError::BadSignature {
-                    publisher: d.publisher,
-                }))
-            }
-        })
+        .map(|(d, check)| d.validate_prechecked(now, check, signatures, None))
         .collect()
 }
 
