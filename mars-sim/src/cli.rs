@@ -80,8 +80,9 @@ pub struct RunArgs {
     /// Jitter: mean extra delay as a share of the base delay (e.g. 10%).
     #[arg(long, value_parser = parse_percent)]
     pub jitter: Option<f64>,
-    /// Partitions: START+LENGTH:SIDE[:oneway], SIDE a share (30%) or region=NAME
-    /// (e.g. 10m+5m:30% or 20m+10m:region=ap-tokyo:oneway); repeatable.
+    /// Partitions: START+LENGTH:SIDE, or START+LENGTH:SIDE:oneway for a one-way
+    /// cut; SIDE is a share (30%) or region=NAME (e.g. 10m+5m:30% or
+    /// 20m+10m:region=ap-tokyo:oneway); repeatable.
     #[arg(long, value_parser = parse_partition)]
     pub partition: Vec<PartitionSpec>,
     /// Adversaries: SHARE:BEHAVIOUR, comma-separated (e.g. 20%:eclipse,5%:forge);

@@ -62,7 +62,7 @@ enum Cmd {
         /// Capability type path, e.g. compute/inference/text-generation.
         #[arg(long = "type")]
         type_path: String,
-        /// Where clients reach the capability, e.g. https://agent.example/v1.
+        /// Where clients reach the capability (a URL such as `https://agent.example/v1`).
         #[arg(long)]
         endpoint: String,
         /// A parameter, key=value (repeatable).
@@ -121,7 +121,7 @@ struct HubArgs {
     /// Data directory: store, key, saved peers [default: ./mars-data].
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Key file, created with mode 0600 if missing [default: <data-dir>/hub.key].
+    /// Key file, created with mode 0600 if missing [default: DATA_DIR/hub.key].
     #[arg(long)]
     key: Option<PathBuf>,
     /// A node to join through (repeatable; adds to the config's seeds).
