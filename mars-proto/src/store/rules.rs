@@ -1,5 +1,6 @@
 //! The STORE rules, implemented once for every storage engine.
 
+use std::cell::Cell;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -252,6 +253,10 @@ pub struct Storage<S = MemoryStore> {
     last_write_error: Option<StoreError>,
     /// After a failed sweep: no new attempt before this time.
     sweep_retry_at: Option<Timestamp>,
+    /// The engine's soonest expiry as last read (`None`: not read since
+    /// the last write). A node asks for it at every `poll_timeout`, and a
+    /// durable engine answers from disk; only writes change it.
+    soonest_expiry: Cell<Option<Option<Timestamp>>>,
 }
 
 impl Default for Storage<MemoryStore> {
@@ -276,6 +281,7 @@ impl<S: DescriptorStore> Storage<S> {
             failed_writes: 0,
             last_write_error: None,
             sweep_retry_at: None,
+            soonest_expiry: Cell::new(None),
         }
     }
 
@@ -508,6 +514,7 @@ impl<S: DescriptorStore> Storage<S> {
             &listed
         };
         let descriptor = d;
+        self.soonest_expiry.set(None);
         let old = self
             .store
             .put(Arc::clone(&descriptor), remove)
@@ -561,6 +568,7 @@ impl<S: DescriptorStore> Storage<S> {
         // A full engine may lack the free pages a large removal needs
         // (LMDB copies every page it changes): halve until one fits.
         let mut n = ids.len();
+        self.soonest_expiry.set(None);
         let result = loop {
             match self.store.remove(&ids[..n]) {
                 Err(e) if e.is_full() && n > 1 => n /= 2,
@@ -592,7 +600,14 @@ impl<S: DescriptorStore> Storage<S> {
     /// `poll_timeout`, after which [`sweep`](Self::sweep) has work (never
     /// before the retry time of a failed sweep).
     pub fn next_expiry(&self) -> Option<Timestamp> {
-        let soonest = self.store.soonest_expiring()?.expires_at();
+        let soonest = match self.soonest_expiry.get() {
+            Some(memo) => memo,
+            None => {
+                let read = self.store.soonest_expiring().map(|d| d.expires_at());
+                self.soonest_expiry.set(Some(read));
+                read
+            }
+        }?;
         Some(match self.sweep_retry_at {
             Some(retry) => soonest.max(retry),
             None => soonest,
@@ -660,6 +675,7 @@ impl<S: DescriptorStore> Storage<S> {
     /// Removes these descriptors outside the STORE rules, in one engine
     /// write (all or nothing), and returns those that were held.
     pub fn try_remove(&mut self, ids: &[Hash]) -> Result<Vec<Arc<ValidDescriptor>>, StoreError> {
+        self.soonest_expiry.set(None);
         let removed = self.store.remove(ids)?;
         for d in &removed {
             self.tombstones.forget(&d.id);
@@ -704,6 +720,14 @@ impl<S: DescriptorStore> Storage<S> {
     /// [`MemoryStore::check_invariants`]). O(n log n); for tests.
     pub fn check_invariants(&self) -> Result<(), String> {
         let c = &self.config;
+        if let Some(memo) = self.soonest_expiry.get() {
+            let read = self.store.soonest_expiring().map(|d| d.expires_at());
+            if memo != read {
+                return Err(format!(
+                    "remembered soonest expiry {memo:?} but the engine's is {read:?}"
+                ));
+            }
+        }
         if self.store.len() > c.max_descriptors || self.store.total_bytes() > c.max_bytes {
             return Err(format!(
                 "{} descriptors / {} bytes exceed the limits {} / {}",
@@ -930,6 +954,50 @@ mod tests {
         assert!(Arc::ptr_eq(&found[0], &d));
         assert_eq!(s.offer_shared(d, NOW), Ok(Stored::Unchanged));
         assert_eq!(Stored::Unchanged.descriptor(), None);
+    }
+
+    /// `next_expiry` is remembered between writes: every write that can
+    /// change it (insert, replacement, sweep, removal) is seen.
+    #[test]
+    fn the_remembered_next_expiry_follows_every_write() {
+        let with_ttl = |secret: u8, topic: &str, seq: u64, ttl: u32| {
+            DescriptorBuilder::new(schema::CORE_CAPABILITY.hash(), NOW)
+                .topic(topic)
+                .sequence(seq)
+                .ttl(ttl)
+                .routing_key(schema::routing_key("compute"))
+                .sign(&Keypair::from_secret_bytes(&[secret; 32]))
+                .unwrap()
+                .validate(NOW)
+                .unwrap()
+        };
+        let at = |secs: u64| Timestamp::from_secs(1_700_000_000 + secs);
+        let mut s = Storage::default();
+        assert_eq!(s.next_expiry(), None);
+        s.offer(with_ttl(1, "a", 1, 600), NOW).unwrap();
+        assert_eq!(s.next_expiry(), Some(at(600)));
+        // An insert that expires sooner.
+        s.offer(with_ttl(2, "b", 1, 120), NOW).unwrap();
+        assert_eq!(s.next_expiry(), Some(at(120)));
+        s.check_invariants().unwrap();
+        // A replacement that expires later.
+        s.offer(with_ttl(2, "b", 2, 900), NOW).unwrap();
+        assert_eq!(s.next_expiry(), Some(at(600)));
+        // A sweep.
+        s.offer(with_ttl(3, "c", 1, 61), NOW).unwrap();
+        s.sweep(at(60));
+        assert_eq!(s.next_expiry(), Some(at(61)));
+        assert_eq!(s.sweep(at(62)).len(), 1);
+        assert_eq!(s.next_expiry(), Some(at(600)));
+        s.check_invariants().unwrap();
+        // Removals.
+        let first = with_ttl(1, "a", 1, 600).id;
+        assert!(s.remove(&first).is_some());
+        assert_eq!(s.next_expiry(), Some(at(900)));
+        let second = with_ttl(2, "b", 2, 900).id;
+        s.try_remove(&[second]).unwrap();
+        assert_eq!(s.next_expiry(), None);
+        s.check_invariants().unwrap();
     }
 
     #[test]
