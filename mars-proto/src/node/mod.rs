@@ -88,6 +88,7 @@ mod event;
 mod publish;
 mod refusal;
 mod server;
+mod timer_set;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -110,6 +111,7 @@ use crate::wire::{MsgId, NodeAddr};
 
 use client::{Pending, Query};
 use publish::OwnPublication;
+use timer_set::TimerSet;
 
 /// The authenticated peer of an inbound request: the identity read from its
 /// TLS certificate and the address its packets came from.
@@ -269,11 +271,11 @@ pub struct Node {
     key_cache: KeyCache,
     queries: BTreeMap<QueryId, Query>,
     pending: BTreeMap<RequestId, Pending>,
-    deadlines: BTreeSet<(Timestamp, RequestId)>,
+    deadlines: TimerSet<RequestId>,
     /// When lookup requests stop holding an α slot.
-    slow: BTreeSet<(Timestamp, RequestId)>,
+    slow: TimerSet<RequestId>,
     /// When queries complete with whatever they have.
-    query_deadlines: BTreeSet<(Timestamp, QueryId)>,
+    query_deadlines: TimerSet<QueryId>,
     outbox: VecDeque<OutboundRequest>,
     events: VecDeque<Event>,
     /// Requesters waiting for a PING at their claimed address.
@@ -338,9 +340,9 @@ impl Node {
             key_cache: KeyCache::new(config.key_cache_capacity),
             queries: BTreeMap::new(),
             pending: BTreeMap::new(),
-            deadlines: BTreeSet::new(),
-            slow: BTreeSet::new(),
-            query_deadlines: BTreeSet::new(),
+            deadlines: TimerSet::new(),
+            slow: TimerSet::new(),
+            query_deadlines: TimerSet::new(),
             outbox: VecDeque::new(),
             events: VecDeque::new(),
             verify_queue: VecDeque::new(),
