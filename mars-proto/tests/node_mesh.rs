@@ -564,6 +564,64 @@ fn revocation_removes_a_descriptor_everywhere() {
     assert!(!left.contains(&id));
 }
 
+/// A node restarted around its storage engine (`into_store`, then
+/// `with_store`: what a process with a durable store does) comes back with
+/// an empty routing table but every descriptor it held, rejoins, and the
+/// mesh finds its descriptors through it.
+#[test]
+fn a_node_restarted_around_its_store_serves_what_it_held() {
+    let mut net = Net::new(15, |_| Config::testing());
+    net.bootstrap_all();
+    let (id, _) = net.publish(5, "compute/durable", "t", 3600);
+    let holders: Vec<usize> = (0..15)
+        .filter(|&i| i != 5 && net.nodes[i].storage().get(&id).is_some())
+        .collect();
+    assert!(holders.len() >= 5, "replicas at {holders:?}");
+    // Every holder but node 0 (the seed) restarts with its store only.
+    let now = net.now;
+    for &i in holders.iter().filter(|&&i| i != 0) {
+        let old = std::mem::replace(
+            &mut net.nodes[i],
+            Node::new(Config::testing(), key(i), addr(i), now, 1_000 + i as u64),
+        );
+        let held = old.storage().len();
+        let store = old.into_store();
+        let restarted = Node::with_store(
+            Config::testing(),
+            key(i),
+            addr(i),
+            now,
+            2_000 + i as u64,
+            store,
+        );
+        assert_eq!(restarted.storage().len(), held, "node {i} kept its store");
+        assert!(restarted.storage().get(&id).is_some());
+        assert_eq!(restarted.routing_table().len(), 0, "node {i} kept no table");
+        restarted.storage().check_invariants().unwrap();
+        net.nodes[i] = restarted;
+    }
+    // The publisher and every other node forget nothing; the restarted ones
+    // rejoin through the seed.
+    let seed = vec![net.addrs[0].clone()];
+    for &i in holders.iter().filter(|&&i| i != 0) {
+        let now = net.now;
+        let q = net.nodes[i].bootstrap(now, seed.clone()).unwrap();
+        let r = net.wait(i, q, Duration::from_secs(60));
+        assert!(
+            matches!(r, QueryResult::Bootstrap { .. }),
+            "node {i}: {r:?}"
+        );
+    }
+    // Only the restarted holders have it now: the publisher and the seed
+    // go away.
+    net.alive[5] = false;
+    net.alive[0] = false;
+    let k = schema::routing_key("compute/durable");
+    for q in (1..15).filter(|q| *q != 5) {
+        assert_eq!(net.discover(q, k, None), vec![id], "node {q}");
+    }
+}
+
 /// A full bucket pings its oldest entry when a newcomer answers us: an
 /// oldest entry that answers is kept (the newcomer dropped); one that does
 /// not is evicted and the newcomer takes its place.

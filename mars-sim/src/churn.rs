@@ -1,5 +1,6 @@
 //! Churn: nodes leaving (crashing or leaving gracefully) and coming back
-//! (restarting with or without their state) or being replaced by new nodes.
+//! (restarting with their whole state, with their store only, or empty) or
+//! being replaced by new nodes.
 //!
 //! Departures are a Poisson process whose rate is `rate_per_hour` of the
 //! live honest population per hour, so a 30 %/h churn over 10,000 nodes is
@@ -29,11 +30,37 @@ pub enum Return {
     /// The same node (key, address) restarts with its store, routing table
     /// and publications, as a node persisting them would.
     RestartKeepingState,
+    /// The same node restarts around its descriptor store alone, as a
+    /// process with a durable store does: the node is rebuilt with
+    /// `Node::with_store`, its table starts empty and its publisher
+    /// application publishes again.
+    RestartKeepingStore,
     /// The same node restarts empty: fresh store and table (its publisher
     /// application publishes again).
     RestartFresh,
     /// A new node with a new identity joins instead.
     Newcomer,
+}
+
+/// What a restart that keeps something keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Kept {
+    /// The whole node: store, routing table, publications, timers.
+    #[default]
+    State,
+    /// The descriptor store only.
+    Store,
+}
+
+impl std::str::FromStr for Kept {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "state" => Ok(Kept::State),
+            "store" => Ok(Kept::Store),
+            other => Err(format!("'{other}': expected 'state' or 'store'")),
+        }
+    }
 }
 
 /// Churn parameters.
@@ -45,8 +72,10 @@ pub struct ChurnSpec {
     pub crash_share: f64,
     /// Share of departed nodes that restart (the rest are replaced by newcomers).
     pub restart_share: f64,
-    /// Share of restarts that keep their state (the rest restart empty).
+    /// Share of restarts that keep something (the rest restart empty).
     pub keep_state_share: f64,
+    /// What those restarts keep.
+    pub restart_keeps: Kept,
     /// Mean downtime before the restart or the newcomer (exponential).
     pub mean_downtime: Duration,
 }
@@ -60,6 +89,7 @@ impl Default for ChurnSpec {
             crash_share: 0.5,
             restart_share: 0.5,
             keep_state_share: 0.5,
+            restart_keeps: Kept::State,
             mean_downtime: Duration::from_secs(120),
         }
     }
@@ -91,7 +121,10 @@ impl ChurnSpec {
         };
         let ret = if rng.chance(self.restart_share) {
             if rng.chance(self.keep_state_share) {
-                Return::RestartKeepingState
+                match self.restart_keeps {
+                    Kept::State => Return::RestartKeepingState,
+                    Kept::Store => Return::RestartKeepingStore,
+                }
             } else {
                 Return::RestartFresh
             }

@@ -19,7 +19,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::Error;
 use crate::adversary::{AdversarySpec, Behaviour};
-use crate::churn::ChurnSpec;
+use crate::churn::{ChurnSpec, Kept};
 use crate::network::{LatencyModel, PartitionSpec, REGIONS, Side};
 use crate::scenario::{Phase, Scenario};
 
@@ -68,6 +68,11 @@ pub struct RunArgs {
     /// Churn rate, as a share of nodes per hour (e.g. 30%/h).
     #[arg(long, value_parser = parse_churn)]
     pub churn: Option<f64>,
+    /// What churned nodes that restart with something keep: `state` (the
+    /// whole node: store, table, publications) or `store` (their descriptor
+    /// store only, as a process with a durable store restarts).
+    #[arg(long)]
+    pub restart_keeps: Option<Kept>,
     /// Crash a share of the nodes at once, some time into the phase (e.g. 30%@10m).
     #[arg(long, value_parser = parse_kill)]
     pub kill: Option<(f64, Duration)>,
@@ -240,6 +245,11 @@ impl RunArgs {
             sc.checks.clear();
             if self.scenario.is_some() {
                 sc.name = format!("{}+flags", sc.name);
+            }
+        }
+        if let Some(keeps) = self.restart_keeps {
+            for churn in sc.phases.iter_mut().filter_map(|p| p.churn.as_mut()) {
+                churn.restart_keeps = keeps;
             }
         }
         Ok(sc)
@@ -493,6 +503,30 @@ mod tests {
         assert_eq!(sc.phases.len(), 2);
         assert_eq!(sc.phases[0].lookups + sc.phases[1].lookups, 1000);
         assert_eq!(sc.phases[1].kill_at_start, Some(0.3));
+    }
+
+    #[test]
+    fn restart_keeps_reaches_every_churning_phase() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["mars-sim", "--scenario", "ci-10k"];
+            argv.extend_from_slice(extra);
+            Cli::try_parse_from(argv).unwrap().run.scenario().unwrap()
+        };
+        let keeps = |sc: &Scenario| -> Vec<Kept> {
+            sc.phases
+                .iter()
+                .filter_map(|p| p.churn.as_ref().map(|c| c.restart_keeps))
+                .collect()
+        };
+        assert_eq!(keeps(&parse(&[])), vec![Kept::State]);
+        let sc = parse(&["--restart-keeps", "store"]);
+        assert_eq!(keeps(&sc), vec![Kept::Store]);
+        // The scenario's checks stay: the flag does not reshape phases.
+        assert!(!sc.checks.is_empty());
+        assert!(
+            Cli::try_parse_from(["mars-sim", "--restart-keeps", "table"]).is_err(),
+            "only state or store"
+        );
     }
 
     #[test]

@@ -175,6 +175,11 @@ pub struct Counters {
     pub leaves: u64,
     /// Restarts keeping state.
     pub restarts_keeping_state: u64,
+    /// Restarts keeping their descriptor store only.
+    pub restarts_keeping_store: u64,
+    /// Descriptors those restarted nodes held when they came back (what
+    /// `Storage::resume` kept of their stores).
+    pub descriptors_kept_over_restarts: u64,
     /// Restarts from empty.
     pub restarts_fresh: u64,
     /// Newcomers replacing departed nodes.

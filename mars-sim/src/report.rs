@@ -378,10 +378,12 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "churn: {} crashes, {} leaves, {} restarts with state, {} empty, {} newcomers; publishes {} + {} republishes ({:.1} replicas/key acked)",
+            "churn: {} crashes, {} leaves, {} restarts with state, {} with their store only ({} descriptors kept), {} empty, {} newcomers; publishes {} + {} republishes ({:.1} replicas/key acked)",
             c.crashes,
             c.leaves,
             c.restarts_keeping_state,
+            c.restarts_keeping_store,
+            c.descriptors_kept_over_restarts,
             c.restarts_fresh,
             c.newcomers,
             c.publishes,

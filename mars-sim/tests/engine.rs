@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use mars_sim::adversary::{AdversarySpec, Behaviour};
-use mars_sim::churn::ChurnSpec;
+use mars_sim::churn::{ChurnSpec, Kept};
 use mars_sim::network::{LatencyModel, Network, NetworkConfig, PartitionSpec, Side, Transit};
 use mars_sim::rng::SimRng;
 use mars_sim::{Delivery, Phase, START, Scenario, Sim};
@@ -229,6 +229,49 @@ fn kills_and_churn_are_survived() {
     for p in &r.phases {
         assert!(p.lookups.success >= 0.9, "{}", r.table());
     }
+}
+
+/// Churned nodes that restart around their store alone (a durable node's
+/// restart): rebuilt with `Node::with_store`, they rejoin with an empty
+/// table, and the mesh keeps finding everything; the run stays a function
+/// of its seed.
+#[test]
+fn restarts_keeping_only_the_store_are_survived() {
+    let scenario = || {
+        let mut sc = Scenario::tiny(40);
+        sc.ttl_secs = 120;
+        sc.phases = vec![Phase {
+            name: "churn".to_owned(),
+            duration: Duration::from_secs(300),
+            lookups: 80,
+            churn: Some(ChurnSpec {
+                rate_per_hour: 4.0,
+                restart_share: 1.0,
+                keep_state_share: 1.0,
+                restart_keeps: Kept::Store,
+                mean_downtime: Duration::from_secs(20),
+                ..ChurnSpec::default()
+            }),
+            kill_at_start: None,
+        }];
+        sc
+    };
+    let r = Sim::new(scenario()).run();
+    let c = &r.counters;
+    assert!(c.restarts_keeping_store >= 5, "{c:?}");
+    // They came back holding replicas, not empty.
+    assert!(
+        c.descriptors_kept_over_restarts >= c.restarts_keeping_store,
+        "{c:?}"
+    );
+    assert_eq!(
+        c.restarts_keeping_state + c.restarts_fresh + c.newcomers,
+        0,
+        "{c:?}"
+    );
+    assert!(r.phases[0].lookups.success >= 0.95, "{}", r.table());
+    assert!(r.table().contains("with their store only"));
+    assert_eq!(Sim::new(scenario()).run().trace_hash, r.trace_hash);
 }
 
 #[test]

@@ -388,6 +388,15 @@ impl Node {
         &self.storage
     }
 
+    /// Stops the node and hands back its storage engine, as a process that
+    /// exits leaves its durable store behind: [`with_store`](Node::with_store)
+    /// builds the restarted node around it. Everything else (routing table,
+    /// queries, own publications, rate-limit buckets) is dropped, as it
+    /// would be by a restart.
+    pub fn into_store(self) -> BoxedStore {
+        self.storage.into_store()
+    }
+
     /// The node's cache of decompressed publisher keys (its hit rate, for
     /// metrics).
     pub fn key_cache(&self) -> &KeyCache {

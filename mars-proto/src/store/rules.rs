@@ -430,6 +430,12 @@ impl<S: DescriptorStore> Storage<S> {
         &self.store
     }
 
+    /// The engine itself, leaving the rules: for a restart, where
+    /// [`resume`](Self::resume) rebuilds the rule state from what it holds.
+    pub fn into_store(self) -> S {
+        self.store
+    }
+
     /// Applies the STORE rules to `d` at `now` (see [`Storage`] for the
     /// order) and stores it if they pass.
     pub fn offer(&mut self, d: ValidDescriptor, now: Timestamp) -> Result<Stored, StoreRefusal> {

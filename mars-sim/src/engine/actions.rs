@@ -109,19 +109,19 @@ impl Sim {
         };
         if let Some(i) = self.honest_up.pick(&mut self.rng_churn) {
             let (how, ret, downtime) = churn.draw(&mut self.rng_churn);
-            self.take_down(i, how, ret == Return::RestartKeepingState);
+            let keeps_node = matches!(
+                ret,
+                Return::RestartKeepingState | Return::RestartKeepingStore
+            );
+            self.take_down(i, how, keeps_node);
             self.phases[k as usize].departures += 1;
             let at = self.now.saturating_add(downtime);
             let action = match ret {
-                Return::RestartKeepingState => Action::Restart {
-                    node: i,
-                    keep: true,
-                },
-                Return::RestartFresh => Action::Restart {
-                    node: i,
-                    keep: false,
-                },
                 Return::Newcomer => Action::Newcomer,
+                restart => Action::Restart {
+                    node: i,
+                    keep: restart,
+                },
             };
             self.queue.push(at, Ev::Action(action));
         }

@@ -8,7 +8,7 @@ use mars_proto::{Keypair, NodeId, Timestamp};
 
 use super::{Action, Ev, Sim, SimNode, Status, Tag, addr_of, shift};
 use crate::adversary::{AdversaryState, Behaviour};
-use crate::churn::Departure;
+use crate::churn::{Departure, Return};
 use crate::workload::LookupOutcome;
 
 impl Sim {
@@ -251,9 +251,10 @@ impl Sim {
         }
     }
 
-    /// Node `i` comes back: with its state when it was kept and `keep`,
-    /// empty otherwise.
-    pub(super) fn restart(&mut self, i: u32, keep: bool) {
+    /// Node `i` comes back, as `keep` says: with its whole state, with its
+    /// store only (a node rebuilt around it), or empty. What was not kept
+    /// when it went down comes back empty.
+    pub(super) fn restart(&mut self, i: u32, keep: Return) {
         let now = self.now;
         let local = self.local_now(i);
         let seed = self.rng_seeds.next_u64();
@@ -262,23 +263,36 @@ impl Sim {
         if sn.status == Status::Up {
             return;
         }
-        let kept = keep && sn.node.is_some();
-        if !kept {
-            if let Some(n) = sn.node.take() {
-                sn.stores_refused_before += n.stats().stores_refused;
+        match (keep, sn.node.take()) {
+            (Return::RestartKeepingState, Some(n)) => {
+                sn.node = Some(n);
+                self.counters.restarts_keeping_state += 1;
             }
-            let info = &self.infos[i as usize];
-            sn.node = Some(Box::new(Node::new(
-                config,
-                Keypair::clone(&sn.keypair),
-                info.addr.clone(),
-                local,
-                seed,
-            )));
-            sn.needs_publish = sn.publisher.is_some();
-            self.counters.restarts_fresh += 1;
-        } else {
-            self.counters.restarts_keeping_state += 1;
+            (keep, old) => {
+                let store = match old {
+                    Some(n) => {
+                        sn.stores_refused_before += n.stats().stores_refused;
+                        (keep == Return::RestartKeepingStore).then(|| n.into_store())
+                    }
+                    None => None,
+                };
+                let keypair = Keypair::clone(&sn.keypair);
+                let addr = self.infos[i as usize].addr.clone();
+                sn.node = Some(Box::new(match store {
+                    Some(store) => {
+                        let node = Node::with_store(config, keypair, addr, local, seed, store);
+                        self.counters.restarts_keeping_store += 1;
+                        self.counters.descriptors_kept_over_restarts += node.storage().len() as u64;
+                        node
+                    }
+                    None => {
+                        self.counters.restarts_fresh += 1;
+                        Node::new(config, keypair, addr, local, seed)
+                    }
+                }));
+                // Its publisher application publishes again.
+                sn.needs_publish = sn.publisher.is_some();
+            }
         }
         sn.status = Status::Up;
         sn.up_since = now;

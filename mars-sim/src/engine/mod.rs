@@ -34,6 +34,7 @@ use mars_proto::wire::NodeAddr;
 use mars_proto::{Config, Hash, Identity, Keypair, NodeId, Timestamp};
 
 use crate::adversary::{AdversaryState, Behaviour};
+use crate::churn::Return;
 use crate::liveset::LiveSet;
 use crate::metrics::{Counters, PhaseMetrics, ReplicaSample};
 use crate::network::Network;
@@ -150,8 +151,8 @@ pub(crate) enum Action {
     PhaseStart(u16),
     /// A churn departure in a phase.
     ChurnTick(u16),
-    /// A departed node restarts.
-    Restart { node: u32, keep: bool },
+    /// A departed node restarts (`keep`: one of the restarting `Return`s).
+    Restart { node: u32, keep: Return },
     /// A newcomer joins.
     Newcomer,
     /// Replicas are counted.
