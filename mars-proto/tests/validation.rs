@@ -230,6 +230,32 @@ fn the_builder_refuses_what_validation_would() {
     ));
 }
 
+/// More descriptors than one batch equation takes: they are verified in
+/// chunks, and a forgery sends only its own chunk to one-by-one checks —
+/// the verdicts are those of single validation either way.
+#[test]
+fn large_batches_are_verified_in_chunks_with_the_same_verdicts() {
+    let mut ds: Vec<Descriptor> = (0..70)
+        .map(|i| {
+            builder()
+                .sequence(i)
+                .sign(&Keypair::from_secret_bytes(&[i as u8 + 1; 32]))
+                .unwrap()
+        })
+        .collect();
+    for r in validate_batch(ds.clone(), T0) {
+        r.unwrap();
+    }
+    // One forgery in the first chunk, one in the last.
+    ds[5].signature = Signature::from_bytes([1; 64]);
+    ds[69].signature = ds[68].signature;
+    let singles: Vec<_> = ds.iter().map(|d| d.check(T0)).collect();
+    let batch = validate_batch(ds, T0);
+    assert_eq!(batch, singles);
+    let bad: Vec<usize> = (0..70).filter(|&i| batch[i].is_err()).collect();
+    assert_eq!(bad, vec![5, 69]);
+}
+
 #[test]
 fn batch_agrees_with_single_validation() {
     let mut ds: Vec<Descriptor> = (0..20)
