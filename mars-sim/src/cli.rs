@@ -79,6 +79,11 @@ pub struct RunArgs {
     /// Message loss rate (e.g. 1%).
     #[arg(long, value_parser = parse_percent)]
     pub loss: Option<f64>,
+    /// Losses in bursts: the mean number of consecutive messages one
+    /// sender loses at a time (e.g. 5); the long-run loss rate stays
+    /// `--loss`. Default 1: each message lost independently.
+    #[arg(long, value_parser = parse_burst)]
+    pub loss_burst: Option<f64>,
     /// Latency model: `regions`, or `fixed:50ms`.
     #[arg(long, value_parser = parse_latency)]
     pub latency: Option<LatencyModel>,
@@ -178,6 +183,9 @@ impl RunArgs {
         if let Some(l) = self.loss {
             sc.network.loss = l;
         }
+        if let Some(b) = self.loss_burst {
+            sc.network.loss_burst = b;
+        }
         if let Some(l) = self.latency {
             sc.network.latency = l;
         }
@@ -254,6 +262,18 @@ impl RunArgs {
         }
         Ok(sc)
     }
+}
+
+/// A mean burst length: a number of messages, at least 1.
+pub fn parse_burst(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of messages"))?;
+    if !(1.0..=1e6).contains(&v) {
+        return Err(format!("'{s}': a burst is 1 to 1,000,000 messages"));
+    }
+    Ok(v)
 }
 
 /// `90s`, `30m`, `1h`, `250ms`, `2h30m`.

@@ -115,6 +115,12 @@ pub struct NetworkConfig {
     pub jitter: f64,
     /// Probability that one message (request or response) is lost.
     pub loss: f64,
+    /// Mean length, in consecutive messages from one sender, of a loss
+    /// burst (1: every message is lost or not independently). Above 1 each
+    /// node's uplink follows a Gilbert–Elliott chain: a good state that
+    /// loses nothing and a bad state that loses everything, with switching
+    /// odds such that the long-run share lost is still [`loss`](Self::loss).
+    pub loss_burst: f64,
     /// Per-node link speed for the serialisation delay, bits per second
     /// (0: none).
     pub bandwidth_bps: u64,
@@ -128,6 +134,7 @@ impl Default for NetworkConfig {
             latency: LatencyModel::Regions,
             jitter: 0.1,
             loss: 0.0,
+            loss_burst: 1.0,
             bandwidth_bps: 100_000_000,
             partitions: Vec::new(),
         }
@@ -162,6 +169,8 @@ pub struct Network {
     salt: u64,
     /// Partition windows as absolute times.
     windows: Vec<(Timestamp, Timestamp)>,
+    /// Per node, whether its uplink is in a loss burst (bursty loss only).
+    in_burst: Vec<bool>,
 }
 
 impl Network {
@@ -182,6 +191,7 @@ impl Network {
             rng: SimRng::stream(seed, "network"),
             salt: splitmix64(seed ^ 0x5041_5254),
             windows,
+            in_burst: Vec::new(),
         }
     }
 
@@ -246,7 +256,7 @@ impl Network {
 
     /// Sends `bytes` from `a` to `b`: lost, or arriving after a delay.
     pub fn transit(&mut self, a: u32, b: u32, bytes: usize) -> Transit {
-        if self.config.loss > 0.0 && self.rng.chance(self.config.loss) {
+        if self.lost(a) {
             return Transit::Lost;
         }
         let base = self.base_delay(a, b);
@@ -258,6 +268,35 @@ impl Network {
             us += bytes as f64 * 8.0 * 1e6 / self.config.bandwidth_bps as f64;
         }
         Transit::Arrives(Duration::from_micros(us as u64))
+    }
+
+    /// Whether the next message from `a` is lost: independently at the
+    /// loss rate, or through `a`'s Gilbert–Elliott chain when losses come
+    /// in bursts (one draw per message either way).
+    fn lost(&mut self, a: u32) -> bool {
+        let loss = self.config.loss;
+        if loss <= 0.0 {
+            return false;
+        }
+        if self.config.loss_burst <= 1.0 || loss >= 1.0 {
+            return self.rng.chance(loss);
+        }
+        // Leave a burst with odds 1/L (mean length L); enter one with the
+        // odds that make the bad state's long-run share equal `loss`.
+        let leave = 1.0 / self.config.loss_burst;
+        let enter = loss * leave / (1.0 - loss);
+        let i = a as usize;
+        if self.in_burst.len() <= i {
+            self.in_burst.resize(i + 1, false);
+        }
+        let bad = self.in_burst[i];
+        let now_bad = if bad {
+            !self.rng.chance(leave)
+        } else {
+            self.rng.chance(enter)
+        };
+        self.in_burst[i] = now_bad;
+        now_bad
     }
 
     /// The delay of an immediate transport failure reported back to `a`

@@ -24,6 +24,9 @@ pub struct Parameters {
     pub jitter: f64,
     /// Message loss rate.
     pub loss: f64,
+    /// Mean loss burst, in consecutive messages from one sender (1:
+    /// independent losses).
+    pub loss_burst: f64,
     /// Partitions, described.
     pub partitions: Vec<String>,
     /// Clock skew bound, seconds.
@@ -253,7 +256,7 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "nodes {}  publishers {}{}  K {}  α {}  TTL {} s  latency {}  jitter {:.0} %  loss {:.2} %  skew ±{:.0} s",
+            "nodes {}  publishers {}{}  K {}  α {}  TTL {} s  latency {}  jitter {:.0} %  loss {:.2} %{}  skew ±{:.0} s",
             p.nodes,
             p.publishers,
             if p.victims > 0 {
@@ -267,6 +270,11 @@ impl Report {
             p.latency,
             p.jitter * 100.0,
             p.loss * 100.0,
+            if p.loss > 0.0 && p.loss_burst > 1.0 {
+                format!(" in bursts of {:.1}", p.loss_burst)
+            } else {
+                String::new()
+            },
             p.skew_secs
         );
         for a in &p.adversaries {

@@ -171,6 +171,51 @@ fn loss_rate_within_tolerance() {
     assert!((0.04..0.06).contains(&rate), "{rate} of {sent}");
 }
 
+/// Bursty loss keeps the long-run rate and groups the losses of each
+/// sender into runs of the requested mean length.
+#[test]
+fn bursty_loss_keeps_the_rate_in_runs_of_the_set_length() {
+    let runs = |burst: f64| {
+        let mut net = Network::new(
+            NetworkConfig {
+                loss: 0.05,
+                loss_burst: burst,
+                ..NetworkConfig::default()
+            },
+            3,
+            START,
+        );
+        let mut rng = SimRng::new(2);
+        for _ in 0..10 {
+            net.place(&mut rng);
+        }
+        let (n, senders) = (400_000u32, 10u32);
+        let mut lost = 0u32;
+        // Per sender: the current run of consecutive losses; finished runs.
+        let mut current = vec![0u32; senders as usize];
+        let mut finished: Vec<u32> = Vec::new();
+        for i in 0..n {
+            let a = i % senders;
+            if net.transit(a, (a + 3) % senders, 100) == Transit::Lost {
+                lost += 1;
+                current[a as usize] += 1;
+            } else if current[a as usize] > 0 {
+                finished.push(std::mem::take(&mut current[a as usize]));
+            }
+        }
+        let mean_run = f64::from(finished.iter().sum::<u32>()) / finished.len() as f64;
+        (f64::from(lost) / f64::from(n), mean_run)
+    };
+    let (rate, run) = runs(5.0);
+    // Over five standard deviations, counting the chain's correlation.
+    assert!((0.045..0.055).contains(&rate), "{rate}");
+    assert!((4.6..5.4).contains(&run), "{run}");
+    // Independent losses (the default) come one at a time.
+    let (rate, run) = runs(1.0);
+    assert!((0.0475..0.0525).contains(&rate), "{rate}");
+    assert!(run < 1.1, "{run}");
+}
+
 #[test]
 fn latency_follows_the_region_matrix() {
     let mut net = Network::new(NetworkConfig::default(), 4, START);

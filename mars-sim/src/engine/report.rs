@@ -38,6 +38,7 @@ impl Sim {
             },
             jitter: sc.network.jitter,
             loss: sc.network.loss,
+            loss_burst: sc.network.loss_burst,
             partitions: sc
                 .network
                 .partitions
