@@ -231,19 +231,24 @@ impl Net {
     }
 
     fn bootstrap_all(&mut self) {
-        let seed = vec![self.addrs[0].clone()];
         for i in 1..self.nodes.len() {
-            let now = self.now;
-            let q = self.nodes[i].bootstrap(now, seed.clone()).unwrap();
-            let r = self.wait(i, q, Duration::from_secs(60));
-            assert!(
-                matches!(r, QueryResult::Bootstrap { .. }),
-                "node {i}: {r:?}"
-            );
+            self.bootstrap_from_first(i);
         }
         // Let refreshes and requester checks settle.
         let until = self.now.saturating_add(Duration::from_secs(30));
         self.run(until, |_| false);
+    }
+
+    /// Node `i` bootstraps from node 0 and must succeed.
+    fn bootstrap_from_first(&mut self, i: usize) {
+        let now = self.now;
+        let seed = vec![self.addrs[0].clone()];
+        let q = self.nodes[i].bootstrap(now, seed).unwrap();
+        let r = self.wait(i, q, Duration::from_secs(60));
+        assert!(
+            matches!(r, QueryResult::Bootstrap { .. }),
+            "node {i}: {r:?}"
+        );
     }
 
     fn publish(&mut self, node: usize, path: &str, topic: &str, ttl: u32) -> (Hash, QueryResult) {
@@ -602,15 +607,8 @@ fn a_node_restarted_around_its_store_serves_what_it_held() {
     }
     // The publisher and every other node forget nothing; the restarted ones
     // rejoin through the seed.
-    let seed = vec![net.addrs[0].clone()];
     for &i in holders.iter().filter(|&&i| i != 0) {
-        let now = net.now;
-        let q = net.nodes[i].bootstrap(now, seed.clone()).unwrap();
-        let r = net.wait(i, q, Duration::from_secs(60));
-        assert!(
-            matches!(r, QueryResult::Bootstrap { .. }),
-            "node {i}: {r:?}"
-        );
+        net.bootstrap_from_first(i);
     }
     // Only the restarted holders have it now: the publisher and the seed
     // go away.

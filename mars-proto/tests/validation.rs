@@ -230,12 +230,10 @@ fn the_builder_refuses_what_validation_would() {
     ));
 }
 
-/// More descriptors than one batch equation takes: they are verified in
-/// chunks, and a forgery sends only its own chunk to one-by-one checks —
-/// the verdicts are those of single validation either way.
-#[test]
-fn large_batches_are_verified_in_chunks_with_the_same_verdicts() {
-    let mut ds: Vec<Descriptor> = (0..70)
+/// `n` valid descriptors, each from its own publisher, that also pass as a
+/// batch.
+fn valid_from_distinct_publishers(n: u64) -> Vec<Descriptor> {
+    let ds: Vec<Descriptor> = (0..n)
         .map(|i| {
             builder()
                 .sequence(i)
@@ -246,6 +244,15 @@ fn large_batches_are_verified_in_chunks_with_the_same_verdicts() {
     for r in validate_batch(ds.clone(), T0) {
         r.unwrap();
     }
+    ds
+}
+
+/// More descriptors than one batch equation takes: they are verified in
+/// chunks, and a forgery sends only its own chunk to one-by-one checks —
+/// the verdicts are those of single validation either way.
+#[test]
+fn large_batches_are_verified_in_chunks_with_the_same_verdicts() {
+    let mut ds = valid_from_distinct_publishers(70);
     // One forgery in the first chunk, one in the last.
     ds[5].signature = Signature::from_bytes([1; 64]);
     ds[69].signature = ds[68].signature;
@@ -258,18 +265,7 @@ fn large_batches_are_verified_in_chunks_with_the_same_verdicts() {
 
 #[test]
 fn batch_agrees_with_single_validation() {
-    let mut ds: Vec<Descriptor> = (0..20)
-        .map(|i| {
-            builder()
-                .sequence(i)
-                .sign(&Keypair::from_secret_bytes(&[i as u8 + 1; 32]))
-                .unwrap()
-        })
-        .collect();
-    // All good: the batch path.
-    for r in validate_batch(ds.clone(), T0) {
-        r.unwrap();
-    }
+    let mut ds = valid_from_distinct_publishers(20);
     // Break some in different ways: the fallback finds exactly those.
     ds[3].signature = Signature::from_bytes([1; 64]);
     ds[7].payload.push(9);

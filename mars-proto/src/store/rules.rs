@@ -935,9 +935,14 @@ mod tests {
     const NOW: Timestamp = Timestamp::from_secs(1_700_000_000);
 
     fn cap(secret: u8, topic: &str, seq: u64) -> ValidDescriptor {
+        cap_lasting(secret, topic, seq, 3600)
+    }
+
+    fn cap_lasting(secret: u8, topic: &str, seq: u64, ttl: u32) -> ValidDescriptor {
         DescriptorBuilder::new(schema::CORE_CAPABILITY.hash(), NOW)
             .topic(topic)
             .sequence(seq)
+            .ttl(ttl)
             .routing_key(schema::routing_key("compute"))
             .sign(&Keypair::from_secret_bytes(&[secret; 32]))
             .unwrap()
@@ -966,41 +971,30 @@ mod tests {
     /// change it (insert, replacement, sweep, removal) is seen.
     #[test]
     fn the_remembered_next_expiry_follows_every_write() {
-        let with_ttl = |secret: u8, topic: &str, seq: u64, ttl: u32| {
-            DescriptorBuilder::new(schema::CORE_CAPABILITY.hash(), NOW)
-                .topic(topic)
-                .sequence(seq)
-                .ttl(ttl)
-                .routing_key(schema::routing_key("compute"))
-                .sign(&Keypair::from_secret_bytes(&[secret; 32]))
-                .unwrap()
-                .validate(NOW)
-                .unwrap()
-        };
         let at = |secs: u64| Timestamp::from_secs(1_700_000_000 + secs);
         let mut s = Storage::default();
         assert_eq!(s.next_expiry(), None);
-        s.offer(with_ttl(1, "a", 1, 600), NOW).unwrap();
+        s.offer(cap_lasting(1, "a", 1, 600), NOW).unwrap();
         assert_eq!(s.next_expiry(), Some(at(600)));
         // An insert that expires sooner.
-        s.offer(with_ttl(2, "b", 1, 120), NOW).unwrap();
+        s.offer(cap_lasting(2, "b", 1, 120), NOW).unwrap();
         assert_eq!(s.next_expiry(), Some(at(120)));
         s.check_invariants().unwrap();
         // A replacement that expires later.
-        s.offer(with_ttl(2, "b", 2, 900), NOW).unwrap();
+        s.offer(cap_lasting(2, "b", 2, 900), NOW).unwrap();
         assert_eq!(s.next_expiry(), Some(at(600)));
         // A sweep.
-        s.offer(with_ttl(3, "c", 1, 61), NOW).unwrap();
+        s.offer(cap_lasting(3, "c", 1, 61), NOW).unwrap();
         s.sweep(at(60));
         assert_eq!(s.next_expiry(), Some(at(61)));
         assert_eq!(s.sweep(at(62)).len(), 1);
         assert_eq!(s.next_expiry(), Some(at(600)));
         s.check_invariants().unwrap();
         // Removals.
-        let first = with_ttl(1, "a", 1, 600).id;
+        let first = cap_lasting(1, "a", 1, 600).id;
         assert!(s.remove(&first).is_some());
         assert_eq!(s.next_expiry(), Some(at(900)));
-        let second = with_ttl(2, "b", 2, 900).id;
+        let second = cap_lasting(2, "b", 2, 900).id;
         s.try_remove(&[second]).unwrap();
         assert_eq!(s.next_expiry(), None);
         s.check_invariants().unwrap();
