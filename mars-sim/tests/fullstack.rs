@@ -112,3 +112,50 @@ fn a_mesh_without_publishers_or_lookups_ends_at_once() {
     assert_eq!(r.bootstraps_ok, 2);
     assert_eq!(r.success, 1.0);
 }
+
+#[test]
+fn the_quic_command_exits_2_on_usage_errors_and_1_below_min_success() {
+    let bin = env!("CARGO_BIN_EXE_mars-sim");
+    let status = |args: &[&str]| {
+        std::process::Command::new(bin)
+            .args(args)
+            .env("MARS_SIM_NO_HUGE_PAGES", "1")
+            .output()
+            .expect("the binary runs")
+            .status
+            .code()
+    };
+    assert_eq!(status(&["quic", "--nodes", "1"]), Some(2));
+    assert_eq!(status(&["quic", "--loss", "lots"]), Some(2));
+    assert_eq!(
+        status(&["quic", "--nodes", "3", "--publishers", "4"]),
+        Some(2)
+    );
+    let small = [
+        "quic",
+        "--nodes",
+        "4",
+        "--publishers",
+        "2",
+        "--lookups",
+        "4",
+    ];
+    assert_eq!(status(&small), Some(0));
+    // Without publishers every lookup fails; --lookups needs a publisher.
+    assert_eq!(
+        status(&[
+            "quic",
+            "--nodes",
+            "4",
+            "--publishers",
+            "0",
+            "--lookups",
+            "4"
+        ]),
+        Some(2)
+    );
+    // A bar no run can reach: 100 % success within 1 ms of virtual time.
+    let mut short = small.to_vec();
+    short.extend(["--max-virtual", "1ms"]);
+    assert_eq!(status(&short), Some(1));
+}
