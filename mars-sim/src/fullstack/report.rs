@@ -52,7 +52,8 @@ pub struct FullStackReport {
     pub bootstraps_failed: u64,
     /// Bootstraps tried again after a failure.
     pub bootstrap_retries: u64,
-    /// Publishes acknowledged by at least one replica per routing key.
+    /// Publishes acknowledged by at least one replica per routing key (the
+    /// publisher itself counts when it is among the K closest).
     pub publishes_ok: u64,
     /// Publishes that were not.
     pub publishes_failed: u64,
@@ -95,8 +96,8 @@ pub struct FullStackReport {
     /// Inbound connections refused by the hosts' limits.
     pub refused_connections: u64,
     /// Datagrams that looked like a new connection's Initial but could not
-    /// be decrypted (late client Initials whose connection id the server
-    /// no longer routes). The one count that may differ between runs of
+    /// be decrypted (by all signs late client Initials for a connection id
+    /// the server does not route). The one count that may differ between runs of
     /// one seed: whether such a packet is dropped at once or fails its
     /// decryption depends on header-protection bits, which come from key
     /// material and connection ids drawn from the OS. No datagram is sent
