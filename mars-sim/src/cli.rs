@@ -5,6 +5,7 @@
 //! mars-sim run --nodes 2000 --seed 7 --duration 1h --publishers 200 --lookups 5000 \
 //!     --churn 30%/h --loss 1% --latency regions --adversaries 20%:eclipse --json out.json
 //! mars-sim scenarios
+//! mars-sim quic --nodes 30 --seed 1 --publishers 10 --lookups 100 --loss 1% --latency regions
 //! ```
 //!
 //! Flags given with `--scenario` override that scenario's parameters. The
@@ -20,7 +21,8 @@ use clap::{Args, Parser, Subcommand};
 use crate::Error;
 use crate::adversary::{AdversarySpec, Behaviour};
 use crate::churn::{ChurnSpec, Kept};
-use crate::network::{LatencyModel, PartitionSpec, REGIONS, Side};
+use crate::fullstack::FullStackConfig;
+use crate::network::{LatencyModel, NetworkConfig, PartitionSpec, REGIONS, Side};
 use crate::scenario::{Phase, Scenario};
 
 /// `mars-sim`: run MARS meshes of thousands of nodes on a virtual clock.
@@ -42,6 +44,91 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// List the named scenarios.
     Scenarios,
+    /// Run a small full-stack mesh: every node a QUIC host (TLS, streams,
+    /// retransmission) exchanging real datagrams on the simulated network.
+    Quic(Box<QuicArgs>),
+}
+
+/// Parameters of a full-stack run (`mars-sim quic`).
+#[derive(Debug, Clone, Args)]
+pub struct QuicArgs {
+    /// QUIC hosts (2–2000); host 0 is the seed the others bootstrap from.
+    #[arg(long, default_value_t = 30)]
+    pub nodes: usize,
+    /// Seed of every random choice (keys, placement, delays, losses,
+    /// workload): the same seed gives the same trace hash.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Hosts that publish one capability descriptor each, under
+    /// compute/sim/svc{i} (at most --nodes).
+    #[arg(long, default_value_t = 10)]
+    pub publishers: usize,
+    /// Discover lookups, from random hosts for random published keys
+    /// (any level of the path), once publishing is over.
+    #[arg(long, default_value_t = 100)]
+    pub lookups: usize,
+    /// Probability that one datagram is lost (e.g. 1%); QUIC retransmits.
+    #[arg(long, value_parser = parse_percent, default_value = "0%")]
+    pub loss: f64,
+    /// Losses in bursts: the mean number of consecutive datagrams one host
+    /// loses at a time (e.g. 5), at the same long-run `--loss`.
+    #[arg(long, value_parser = parse_burst, default_value_t = 1.0)]
+    pub loss_burst: f64,
+    /// Latency model: `regions` (six cloud regions plus access delay) or
+    /// `fixed:50ms` (one-way).
+    #[arg(long, value_parser = parse_latency, default_value = "regions")]
+    pub latency: LatencyModel,
+    /// Jitter: mean extra delay as a share of the base delay (e.g. 10%).
+    #[arg(long, value_parser = parse_percent, default_value = "10%")]
+    pub jitter: f64,
+    /// Bootstraps start spread over this long (e.g. 3s).
+    #[arg(long, value_parser = parse_duration, default_value = "3s")]
+    pub join_over: Duration,
+    /// Lookups start spread over this long (e.g. 5s).
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub lookup_over: Duration,
+    /// Stop after this much virtual time even if lookups are still running
+    /// (they count as failures).
+    #[arg(long, value_parser = parse_duration, default_value = "10m")]
+    pub max_virtual: Duration,
+    /// Exit with code 1 when the share of lookups that found the published
+    /// descriptor is below this (e.g. 99%). Default: 100% without loss,
+    /// 95% with loss (a lookup may give up on a peer whose answers were
+    /// lost past the request timeout).
+    #[arg(long, value_parser = parse_percent)]
+    pub min_success: Option<f64>,
+    /// Also write the report as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+impl QuicArgs {
+    /// The run these arguments describe.
+    pub fn config(&self) -> FullStackConfig {
+        FullStackConfig {
+            nodes: self.nodes,
+            seed: self.seed,
+            publishers: self.publishers,
+            lookups: self.lookups,
+            network: NetworkConfig {
+                latency: self.latency,
+                jitter: self.jitter,
+                loss: self.loss,
+                loss_burst: self.loss_burst,
+                ..NetworkConfig::default()
+            },
+            join_over: self.join_over,
+            lookup_over: self.lookup_over,
+            max_virtual: self.max_virtual,
+            ..FullStackConfig::default()
+        }
+    }
+
+    /// The success rate below which the run fails.
+    pub fn min_success(&self) -> f64 {
+        self.min_success
+            .unwrap_or(if self.loss > 0.0 { 0.95 } else { 1.0 })
+    }
 }
 
 /// Parameters of a run; anything not given comes from the scenario.
@@ -600,6 +687,42 @@ mod tests {
                 .scenario()
                 .is_err()
         );
+    }
+
+    #[test]
+    fn quic_parses_with_defaults_and_flags() {
+        let cli = Cli::try_parse_from(["mars-sim", "quic"]).unwrap();
+        let Some(Command::Quic(args)) = cli.command else {
+            panic!("not quic")
+        };
+        let c = args.config();
+        assert_eq!((c.nodes, c.seed, c.publishers, c.lookups), (30, 1, 10, 100));
+        assert_eq!(c.network.loss, 0.0);
+        assert_eq!(args.min_success(), 1.0);
+        let cli = Cli::try_parse_from([
+            "mars-sim",
+            "quic",
+            "--nodes",
+            "12",
+            "--loss",
+            "1%",
+            "--latency",
+            "fixed:20ms",
+            "--json",
+            "q.json",
+        ])
+        .unwrap();
+        let Some(Command::Quic(args)) = cli.command else {
+            panic!("not quic")
+        };
+        assert_eq!(args.config().nodes, 12);
+        assert_eq!(args.min_success(), 0.95);
+        assert_eq!(
+            args.config().network.latency,
+            LatencyModel::Fixed(Duration::from_millis(20))
+        );
+        assert!(Cli::try_parse_from(["mars-sim", "quic", "--loss", "150%"]).is_err());
+        assert!(Cli::try_parse_from(["mars-sim", "quic", "--nodes", "-1"]).is_err());
     }
 
     #[test]

@@ -24,7 +24,10 @@
 //! (seeded streams), [`network`] (latency, loss, partitions), [`churn`],
 //! [`adversary`], [`workload`], [`metrics`], [`report`], [`scenario`]
 //! (parameters and the named scenarios), [`cli`], and the engine that ties
-//! them together ([`Sim`]).
+//! them together ([`Sim`]). [`fullstack`] is a second engine for small
+//! meshes, in which every node is a full `mars_proto::quic::Host` (TLS,
+//! streams, retransmission) exchanging real QUIC datagrams over the same
+//! network model.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -32,6 +35,7 @@ pub mod adversary;
 pub mod churn;
 pub mod cli;
 mod engine;
+pub mod fullstack;
 pub mod liveset;
 pub mod metrics;
 pub mod network;
@@ -56,6 +60,10 @@ pub enum Error {
     /// `--kill` at or after the end of the phase.
     #[error("--kill at {0} is not before the end of --duration")]
     KillAfterEnd(String),
+    /// A full-stack run's parameters are out of bounds, or a host could
+    /// not be built.
+    #[error(transparent)]
+    FullStack(#[from] fullstack::FullStackError),
     /// The JSON report could not be made.
     #[error("could not encode the JSON report: {0}")]
     Json(#[from] serde_json::Error),

@@ -1,4 +1,5 @@
-//! `mars-sim`: run a named scenario or one built from flags, print the
+//! `mars-sim`: run a named scenario or one built from flags (or, with
+//! `quic`, a small mesh of full QUIC hosts), print the
 //! table, optionally write JSON, and exit non-zero when a check fails.
 
 use std::io::IsTerminal;
@@ -6,7 +7,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use mars_sim::cli::{Cli, Command, RunArgs, describe_scenarios};
+use mars_sim::cli::{Cli, Command, QuicArgs, RunArgs, describe_scenarios};
+use mars_sim::fullstack::FullStack;
 use mars_sim::{Error, Sim};
 
 fn main() -> ExitCode {
@@ -27,9 +29,15 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Some(Command::Run(args)) => *args,
+        Some(Command::Quic(args)) => return exit_code(run_quic(&args)),
         None => cli.run,
     };
-    match run(&args) {
+    exit_code(run(&args))
+}
+
+/// 0 when the run passed, 1 when a check failed, 2 when it could not run.
+fn exit_code(result: Result<bool, Error>) -> ExitCode {
+    match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
@@ -145,6 +153,27 @@ fn huge_pages_active() -> bool {
         }
     }
     true
+}
+
+/// `mars-sim quic`: a full-stack run; passes when enough lookups succeed.
+fn run_quic(args: &QuicArgs) -> Result<bool, Error> {
+    let sim = FullStack::new(args.config())?;
+    let report = sim.run();
+    print!("{}", report.table());
+    if let Some(path) = &args.json {
+        report.write_json(path)?;
+        println!("JSON report written to {}", path.display());
+    }
+    let min = args.min_success();
+    if report.success < min {
+        println!(
+            "mars-sim: lookup success {:.2} % is below --min-success {:.2} %",
+            report.success * 100.0,
+            min * 100.0
+        );
+        return Ok(false);
+    }
+    Ok(true)
 }
 
 fn run(args: &RunArgs) -> Result<bool, Error> {

@@ -19,6 +19,9 @@ pub enum RecordKind {
     Timer = 3,
     /// A scenario action ran (join, crash, lookup, …).
     Action = 4,
+    /// A datagram arrived (the full-stack engine: its length is the detail,
+    /// and its bytes are left out, since TLS makes them differ run to run).
+    Datagram = 5,
 }
 
 const FLUSH_AT: usize = 64 * 1024;

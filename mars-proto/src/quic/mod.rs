@@ -52,8 +52,9 @@
 //! yet validated, so spoofed source addresses cannot make the host allocate
 //! connection state. Per-IP limits count an IPv6 peer by its /64.
 //!
-//! Randomness: QUIC connection ids come from a generator seeded with the
-//! host's seed; TLS draws its own randomness from the operating system
+//! Randomness: the endpoint's own generator is seeded with the host's seed,
+//! but quinn-proto draws connection ids from its thread-local generator
+//! (OS-seeded), and TLS draws its own randomness from the operating system
 //! (through ring), as it must, and so does quinn for its stateless-reset and
 //! Retry-token keys: a secret that could be recomputed from the seed would
 //! let anyone forge Retry tokens. quinn's only wall-clock reads (stamping and
