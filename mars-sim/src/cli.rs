@@ -70,10 +70,11 @@ pub struct QuicArgs {
     /// Probability that one datagram is lost (e.g. 1%); QUIC retransmits.
     #[arg(long, value_parser = parse_percent, default_value = "0%")]
     pub loss: f64,
-    /// Losses in bursts: the mean number of consecutive datagrams one host
-    /// loses at a time (e.g. 5), at the same long-run `--loss`.
-    #[arg(long, value_parser = parse_burst, default_value_t = 1.0)]
-    pub loss_burst: f64,
+    /// Losses in bursts: the mean length of a period in which one host's
+    /// uplink loses every datagram (e.g. 200ms), at the same long-run
+    /// `--loss`. Default: each datagram lost independently.
+    #[arg(long, value_parser = parse_duration)]
+    pub loss_burst: Option<Duration>,
     /// Latency model: `regions` (six cloud regions plus access delay) or
     /// `fixed:50ms` (one-way).
     #[arg(long, value_parser = parse_latency, default_value = "regions")]
@@ -166,11 +167,11 @@ pub struct RunArgs {
     /// Message loss rate (e.g. 1%).
     #[arg(long, value_parser = parse_percent)]
     pub loss: Option<f64>,
-    /// Losses in bursts: the mean number of consecutive messages one
-    /// sender loses at a time (e.g. 5); the long-run loss rate stays
-    /// `--loss`. Default 1: each message lost independently.
-    #[arg(long, value_parser = parse_burst)]
-    pub loss_burst: Option<f64>,
+    /// Losses in bursts: the mean length of a period in which one node's
+    /// uplink loses everything (e.g. 200ms); the long-run loss rate stays
+    /// `--loss`. Default: each message lost independently.
+    #[arg(long, value_parser = parse_duration)]
+    pub loss_burst: Option<Duration>,
     /// Latency model: `regions`, or `fixed:50ms`.
     #[arg(long, value_parser = parse_latency)]
     pub latency: Option<LatencyModel>,
@@ -271,7 +272,7 @@ impl RunArgs {
             sc.network.loss = l;
         }
         if let Some(b) = self.loss_burst {
-            sc.network.loss_burst = b;
+            sc.network.loss_burst = Some(b);
         }
         if let Some(l) = self.latency {
             sc.network.latency = l;
@@ -349,18 +350,6 @@ impl RunArgs {
         }
         Ok(sc)
     }
-}
-
-/// A mean burst length: a number of messages, at least 1.
-pub fn parse_burst(s: &str) -> Result<f64, String> {
-    let v: f64 = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{s}' is not a number of messages"))?;
-    if !(1.0..=1e6).contains(&v) {
-        return Err(format!("'{s}': a burst is 1 to 1,000,000 messages"));
-    }
-    Ok(v)
 }
 
 /// `90s`, `30m`, `1h`, `250ms`, `2h30m`.

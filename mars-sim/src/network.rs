@@ -115,12 +115,15 @@ pub struct NetworkConfig {
     pub jitter: f64,
     /// Probability that one message (request or response) is lost.
     pub loss: f64,
-    /// Mean length, in consecutive messages from one sender, of a loss
-    /// burst (1: every message is lost or not independently). Above 1 each
-    /// node's uplink follows a Gilbert–Elliott chain: a good state that
-    /// loses nothing and a bad state that loses everything, with switching
-    /// odds such that the long-run share lost is still [`loss`](Self::loss).
-    pub loss_burst: f64,
+    /// Losses in bursts: the mean length of a period in which one node's
+    /// uplink loses everything it sends (`None`: each message is lost or
+    /// not independently). Each node's uplink then alternates between good
+    /// periods that lose nothing and bad ones, both exponential in length,
+    /// the good ones long enough that the share of time spent in bad ones
+    /// — the share of messages lost — is still [`loss`](Self::loss). In
+    /// time, not in messages: a node that sends little is not stuck in a
+    /// burst across its retransmissions seconds apart.
+    pub loss_burst: Option<Duration>,
     /// Per-node link speed for the serialisation delay, bits per second
     /// (0: none).
     pub bandwidth_bps: u64,
@@ -134,7 +137,7 @@ impl Default for NetworkConfig {
             latency: LatencyModel::Regions,
             jitter: 0.1,
             loss: 0.0,
-            loss_burst: 1.0,
+            loss_burst: None,
             bandwidth_bps: 100_000_000,
             partitions: Vec::new(),
         }
@@ -169,8 +172,9 @@ pub struct Network {
     salt: u64,
     /// Partition windows as absolute times.
     windows: Vec<(Timestamp, Timestamp)>,
-    /// Per node, whether its uplink is in a loss burst (bursty loss only).
-    in_burst: Vec<bool>,
+    /// Per node, whether its uplink is in a loss burst and until when
+    /// (bursty loss only; drawn as the node sends).
+    bursts: Vec<Option<(bool, Timestamp)>>,
 }
 
 impl Network {
@@ -191,7 +195,7 @@ impl Network {
             rng: SimRng::stream(seed, "network"),
             salt: splitmix64(seed ^ 0x5041_5254),
             windows,
-            in_burst: Vec::new(),
+            bursts: Vec::new(),
         }
     }
 
@@ -254,9 +258,10 @@ impl Network {
         }
     }
 
-    /// Sends `bytes` from `a` to `b`: lost, or arriving after a delay.
-    pub fn transit(&mut self, a: u32, b: u32, bytes: usize) -> Transit {
-        if self.lost(a) {
+    /// Sends `bytes` from `a` to `b` at `at`: lost, or arriving after a
+    /// delay.
+    pub fn transit(&mut self, a: u32, b: u32, bytes: usize, at: Timestamp) -> Transit {
+        if self.lost(a, at) {
             return Transit::Lost;
         }
         let base = self.base_delay(a, b);
@@ -270,33 +275,51 @@ impl Network {
         Transit::Arrives(Duration::from_micros(us as u64))
     }
 
-    /// Whether the next message from `a` is lost: independently at the
-    /// loss rate, or through `a`'s Gilbert–Elliott chain when losses come
-    /// in bursts (one draw per message either way).
-    fn lost(&mut self, a: u32) -> bool {
+    /// Whether a message `a` sends at `at` is lost: independently at the
+    /// loss rate, or when `a`'s uplink is in a burst at `at`.
+    fn lost(&mut self, a: u32, at: Timestamp) -> bool {
         let loss = self.config.loss;
         if loss <= 0.0 {
             return false;
         }
-        if self.config.loss_burst <= 1.0 || loss >= 1.0 {
+        let Some(burst) = self
+            .config
+            .loss_burst
+            .filter(|b| !b.is_zero() && loss < 1.0)
+        else {
             return self.rng.chance(loss);
-        }
-        // Leave a burst with odds 1/L (mean length L); enter one with the
-        // odds that make the bad state's long-run share equal `loss`.
-        let leave = 1.0 / self.config.loss_burst;
-        let enter = loss * leave / (1.0 - loss);
-        let i = a as usize;
-        if self.in_burst.len() <= i {
-            self.in_burst.resize(i + 1, false);
-        }
-        let bad = self.in_burst[i];
-        let now_bad = if bad {
-            !self.rng.chance(leave)
-        } else {
-            self.rng.chance(enter)
         };
-        self.in_burst[i] = now_bad;
-        now_bad
+        let bad_us = burst.as_micros() as f64;
+        let good_us = bad_us * (1.0 - loss) / loss;
+        let i = a as usize;
+        if self.bursts.len() <= i {
+            self.bursts.resize(i + 1, None);
+        }
+        // A node's first message starts its chain in the long-run mix, and
+        // so does one after a silence of many periods (the chain has
+        // forgotten its state by then; this bounds the catching up).
+        let forgotten = |until: Timestamp| {
+            at.duration_since(until).as_micros() as f64 > 64.0 * (good_us + bad_us)
+        };
+        let (mut bad, mut until) = match self.bursts[i] {
+            Some((bad, until)) if !forgotten(until) => (bad, until),
+            _ => {
+                let bad = self.rng.chance(loss);
+                let mean = if bad { bad_us } else { good_us };
+                (
+                    bad,
+                    at.saturating_add(Duration::from_micros(self.rng.exp(mean) as u64)),
+                )
+            }
+        };
+        while until <= at {
+            bad = !bad;
+            let mean = if bad { bad_us } else { good_us };
+            let next = Duration::from_micros(self.rng.exp(mean).max(1.0) as u64);
+            until = until.saturating_add(next);
+        }
+        self.bursts[i] = Some((bad, until));
+        bad
     }
 
     /// The delay of an immediate transport failure reported back to `a`

@@ -24,9 +24,9 @@ pub struct Parameters {
     pub jitter: f64,
     /// Message loss rate.
     pub loss: f64,
-    /// Mean loss burst, in consecutive messages from one sender (1:
-    /// independent losses).
-    pub loss_burst: f64,
+    /// Mean length of a loss burst on one node's uplink, milliseconds
+    /// (`None`: independent losses).
+    pub loss_burst_ms: Option<f64>,
     /// Partitions, described.
     pub partitions: Vec<String>,
     /// Clock skew bound, seconds.
@@ -270,10 +270,9 @@ impl Report {
             p.latency,
             p.jitter * 100.0,
             p.loss * 100.0,
-            if p.loss > 0.0 && p.loss_burst > 1.0 {
-                format!(" in bursts of {:.1}", p.loss_burst)
-            } else {
-                String::new()
+            match p.loss_burst_ms {
+                Some(ms) if p.loss > 0.0 => format!(" in bursts of {ms:.0} ms"),
+                _ => String::new(),
             },
             p.skew_secs
         );

@@ -150,7 +150,7 @@ fn loss_rate_within_tolerance() {
     }
     let n = 200_000;
     let lost = (0..n)
-        .filter(|i| net.transit(i % 10, (i + 3) % 10, 100) == Transit::Lost)
+        .filter(|i| net.transit(i % 10, (i + 3) % 10, 100, START) == Transit::Lost)
         .count();
     let rate = lost as f64 / n as f64;
     // 5 % ± 0.25 % is over five standard deviations at this sample size.
@@ -171,11 +171,11 @@ fn loss_rate_within_tolerance() {
     assert!((0.04..0.06).contains(&rate), "{rate} of {sent}");
 }
 
-/// Bursty loss keeps the long-run rate and groups the losses of each
-/// sender into runs of the requested mean length.
+/// Bursty loss keeps the long-run rate and makes each sender lose
+/// everything it sends for periods of the set mean length.
 #[test]
-fn bursty_loss_keeps_the_rate_in_runs_of_the_set_length() {
-    let runs = |burst: f64| {
+fn bursty_loss_keeps_the_rate_in_periods_of_the_set_length() {
+    let runs = |burst: Option<Duration>| {
         let mut net = Network::new(
             NetworkConfig {
                 loss: 0.05,
@@ -186,33 +186,37 @@ fn bursty_loss_keeps_the_rate_in_runs_of_the_set_length() {
             START,
         );
         let mut rng = SimRng::new(2);
-        for _ in 0..10 {
+        let senders = 10u32;
+        for _ in 0..senders {
             net.place(&mut rng);
         }
-        let (n, senders) = (400_000u32, 10u32);
-        let mut lost = 0u32;
-        // Per sender: the current run of consecutive losses; finished runs.
+        // Every sender sends a message every millisecond for 400 s.
+        let (mut sent, mut lost) = (0u32, 0u32);
         let mut current = vec![0u32; senders as usize];
         let mut finished: Vec<u32> = Vec::new();
-        for i in 0..n {
-            let a = i % senders;
-            if net.transit(a, (a + 3) % senders, 100) == Transit::Lost {
-                lost += 1;
-                current[a as usize] += 1;
-            } else if current[a as usize] > 0 {
-                finished.push(std::mem::take(&mut current[a as usize]));
+        for ms in 0..400_000u64 {
+            let at = START.saturating_add(Duration::from_millis(ms));
+            for a in 0..senders {
+                sent += 1;
+                if net.transit(a, (a + 3) % senders, 100, at) == Transit::Lost {
+                    lost += 1;
+                    current[a as usize] += 1;
+                } else if current[a as usize] > 0 {
+                    finished.push(std::mem::take(&mut current[a as usize]));
+                }
             }
         }
         let mean_run = f64::from(finished.iter().sum::<u32>()) / finished.len() as f64;
-        (f64::from(lost) / f64::from(n), mean_run)
+        (f64::from(lost) / f64::from(sent), mean_run)
     };
-    let (rate, run) = runs(5.0);
-    // Over five standard deviations, counting the chain's correlation.
-    assert!((0.045..0.055).contains(&rate), "{rate}");
-    assert!((4.6..5.4).contains(&run), "{run}");
+    // Bursts of 5 ms on average: 5 messages at one a millisecond, 5.5 as
+    // observed (a burst between two sends is not seen), about 4,000 a run.
+    let (rate, run) = runs(Some(Duration::from_millis(5)));
+    assert!((0.0445..0.0555).contains(&rate), "{rate}");
+    assert!((5.1..6.0).contains(&run), "{run}");
     // Independent losses (the default) come one at a time.
-    let (rate, run) = runs(1.0);
-    assert!((0.0475..0.0525).contains(&rate), "{rate}");
+    let (rate, run) = runs(None);
+    assert!((0.049..0.051).contains(&rate), "{rate}");
     assert!(run < 1.1, "{run}");
 }
 
@@ -230,7 +234,7 @@ fn latency_follows_the_region_matrix() {
             let half_rtt = u64::from(mars_sim::network::RTT_MS[ra as usize][rb as usize]) * 500;
             assert!(base.as_micros() as u64 >= half_rtt + 2_000);
             assert!(base.as_micros() as u64 <= half_rtt + 20_000);
-            match net.transit(a, b, 1000) {
+            match net.transit(a, b, 1000, START) {
                 Transit::Arrives(d) => assert!(d >= base),
                 Transit::Lost => panic!("no loss configured"),
             }

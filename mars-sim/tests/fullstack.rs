@@ -159,3 +159,28 @@ fn the_quic_command_exits_2_on_usage_errors_and_1_below_min_success() {
     short.extend(["--max-virtual", "1ms"]);
     assert_eq!(status(&short), Some(1));
 }
+
+/// A publish counts as ok only when a host other than the publisher holds
+/// the descriptor: cut off from everyone, a publisher that stores to
+/// itself alone has not published.
+#[test]
+fn a_publish_that_reaches_no_other_host_is_not_ok() {
+    let mut c = config(6, 3, 1.0);
+    c.lookups = 5;
+    c.max_virtual = Duration::from_secs(120);
+    let r = run(c);
+    assert_eq!(r.publishes_ok, 0, "{}", r.table());
+    assert_eq!(r.publishes_failed, 5);
+    assert_eq!(r.lookups_found, 0);
+}
+
+/// Bursty loss (bad periods of 100 ms at 3 %) is recovered by QUIC as
+/// independent loss is.
+#[test]
+fn bursty_loss_is_recovered_by_quic() {
+    let mut c = config(12, 5, 0.03);
+    c.network.loss_burst = Some(Duration::from_millis(100));
+    let r = run(c);
+    assert!(r.datagrams_lost > 0, "{}", r.table());
+    assert!(r.success >= 0.95, "{}", r.table());
+}

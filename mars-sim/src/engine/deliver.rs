@@ -57,7 +57,7 @@ impl Sim {
 
     /// Puts a request on the network.
     pub(super) fn dispatch(&mut self, r: Req) {
-        match self.net.transit(r.from, r.to, r.frame.len()) {
+        match self.net.transit(r.from, r.to, r.frame.len(), self.now) {
             Transit::Lost => self.counters.lost += 1,
             Transit::Arrives(d) => {
                 let at = self.now.saturating_add(d);
@@ -156,7 +156,7 @@ impl Sim {
         self.counters.responses += 1;
         self.counters.bytes += len as u64;
         self.nodes[r.to as usize].msgs += 1;
-        match self.net.transit(r.to, r.from, len) {
+        match self.net.transit(r.to, r.from, len, self.now) {
             Transit::Lost => self.counters.lost += 1,
             Transit::Arrives(d) => {
                 let at = self.now.saturating_add(d);

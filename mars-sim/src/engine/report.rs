@@ -38,7 +38,7 @@ impl Sim {
             },
             jitter: sc.network.jitter,
             loss: sc.network.loss,
-            loss_burst: sc.network.loss_burst,
+            loss_burst_ms: sc.network.loss_burst.map(|d| d.as_secs_f64() * 1e3),
             partitions: sc
                 .network
                 .partitions

@@ -531,7 +531,8 @@ impl FullStack {
             self.counters.datagrams_undeliverable += 1;
             return;
         };
-        match self.net.transit(from, to, data.len()) {
+        let at = self.net.start().saturating_add(self.now);
+        match self.net.transit(from, to, data.len(), at) {
             Transit::Lost => self.counters.datagrams_lost += 1,
             Transit::Arrives(d) => {
                 // A path is FIFO: jitter delays a datagram and the ones
@@ -680,6 +681,14 @@ impl FullStack {
         self.drain(host);
     }
 
+    /// Whether a host other than `publisher` holds descriptor `id`.
+    fn held_elsewhere(&self, publisher: u32, id: &Hash) -> bool {
+        self.hosts
+            .iter()
+            .enumerate()
+            .any(|(j, h)| j != publisher as usize && h.host.node().storage().get(id).is_some())
+    }
+
     fn publish_over(&mut self, p: u32, id: Option<Hash>) {
         let Some(pb) = self.pubs.get_mut(p as usize) else {
             return;
@@ -820,8 +829,14 @@ impl FullStack {
                 self.bootstrap_over(i, attempt, ok);
             }
             Tag::Publish(p) => {
+                // Acknowledged at every key, and held by some host other
+                // than the publisher (which counts itself among the
+                // replicas when it is one of the K closest: with an empty
+                // table that is all it reaches).
                 let id = match result {
-                    QueryResult::Publish { id, keys } if keys.iter().all(|k| k.acked > 0) => {
+                    QueryResult::Publish { id, keys }
+                        if keys.iter().all(|k| k.acked > 0) && self.held_elsewhere(i, &id) =>
+                    {
                         Some(id)
                     }
                     _ => None,

@@ -44,6 +44,9 @@ pub struct FullStackReport {
     pub jitter: f64,
     /// Datagram loss probability.
     pub loss: f64,
+    /// Mean length of a loss burst on one host's uplink, milliseconds
+    /// (`None`: independent losses).
+    pub loss_burst_ms: Option<f64>,
     /// Why the run ended.
     pub stop: Stop,
     /// Bootstraps that ended with a non-empty routing table.
@@ -151,6 +154,7 @@ pub(super) fn build(mut sim: FullStack, stop: Stop, wall: Duration) -> FullStack
         },
         jitter: net.jitter,
         loss: net.loss,
+        loss_burst_ms: net.loss_burst.map(|d| d.as_secs_f64() * 1e3),
         stop,
         bootstraps_ok: c.bootstraps_ok,
         bootstraps_failed: c.bootstraps_failed,
@@ -199,13 +203,17 @@ impl FullStackReport {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "mars-sim quic — {} QUIC hosts, seed {}, {} publishers, latency {}, jitter {:.0} %, loss {:.2} %",
+            "mars-sim quic — {} QUIC hosts, seed {}, {} publishers, latency {}, jitter {:.0} %, loss {:.2} %{}",
             self.nodes,
             self.seed,
             self.publishers,
             self.latency,
             self.jitter * 100.0,
-            self.loss * 100.0
+            self.loss * 100.0,
+            match self.loss_burst_ms {
+                Some(ms) if self.loss > 0.0 => format!(" in bursts of {ms:.0} ms"),
+                _ => String::new(),
+            }
         );
         let _ = writeln!(s);
         let rows: [(&str, String); 13] = [
