@@ -352,8 +352,9 @@ pub(crate) enum SignatureCheck {
 /// equation's lookup tables (1.3 KB per point, two points per signature)
 /// outgrow glibc's 128 KiB mmap threshold, and where other allocations
 /// come in between (as in a node) each call maps and faults in fresh
-/// pages: measured here, a batch of 64 cost 18–20 µs per signature against
-/// 17.3–17.5 µs for batches of 32 or 48, with 80 page faults per call.
+/// pages: measured here, a batch of 64 cost 18.5–20.4 µs per signature
+/// against 15.2–17.5 µs for batches of 32 or 48, with about 80 page faults
+/// per call (`batch_sizes` example, docs/benchmarks.md).
 /// Smaller batches also confine a forged signature's fallback to
 /// one-by-one checks to its own chunk.
 const MAX_VERIFY_BATCH: usize = 32;

@@ -55,8 +55,8 @@ pub struct FullStackReport {
     pub bootstraps_failed: u64,
     /// Bootstraps tried again after a failure.
     pub bootstrap_retries: u64,
-    /// Publishes acknowledged by at least one replica per routing key (the
-    /// publisher itself counts when it is among the K closest).
+    /// Publishes acknowledged at every routing key and held by at least
+    /// one host other than the publisher.
     pub publishes_ok: u64,
     /// Publishes that were not.
     pub publishes_failed: u64,
