@@ -24,7 +24,8 @@
 //! (seeded streams), [`network`] (latency, loss, partitions), [`churn`],
 //! [`adversary`], [`workload`], [`metrics`], [`report`], [`scenario`]
 //! (parameters and the named scenarios), [`cli`], and the engine that ties
-//! them together ([`Sim`]). [`fullstack`] is a second engine for small
+//! them together ([`Sim`]), with [`sweep`] to run one scenario under many
+//! seeds at once. [`fullstack`] is a second engine for small
 //! meshes, in which every node is a full `mars_proto::quic::Host` (TLS,
 //! streams, retransmission) exchanging real QUIC datagrams over the same
 //! network model.
@@ -43,6 +44,7 @@ pub mod queue;
 pub mod report;
 pub mod rng;
 pub mod scenario;
+pub mod sweep;
 pub mod trace;
 pub mod wall;
 pub mod workload;

@@ -1,15 +1,19 @@
 //! `mars-sim`: run a named scenario or one built from flags (or, with
-//! `quic`, a small mesh of full QUIC hosts), print the
-//! table, optionally write JSON, and exit non-zero when a check fails.
+//! `quic`, a small mesh of full QUIC hosts; with `sweep`, one scenario
+//! under many seeds), print the table, optionally write JSON, and exit
+//! non-zero when a check fails.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use mars_sim::cli::{Cli, Command, QuicArgs, RunArgs, describe_scenarios};
+use mars_sim::cli::{
+    Cli, Command, QuicArgs, RunArgs, SweepArgs, describe_scenarios, replay_command,
+};
 use mars_sim::fullstack::FullStack;
-use mars_sim::{Error, Sim};
+use mars_sim::sweep::{self, SweepReport};
+use mars_sim::{Error, Scenario, Sim};
 
 fn main() -> ExitCode {
     if let Some(code) = rerun_with_huge_pages() {
@@ -30,6 +34,7 @@ fn main() -> ExitCode {
         }
         Some(Command::Run(args)) => *args,
         Some(Command::Quic(args)) => return exit_code(run_quic(&args)),
+        Some(Command::Sweep(args)) => return exit_code(run_sweep(&args)),
         None => cli.run,
     };
     exit_code(run(&args))
@@ -218,6 +223,71 @@ fn run(args: &RunArgs) -> Result<bool, Error> {
             "mars-sim: {} check(s) failed",
             report.checks.iter().filter(|c| !c.passed).count()
         );
+    }
+    Ok(report.passed)
+}
+
+/// `mars-sim sweep`: every seed's run on a pool of threads, a line per
+/// seed as it ends, then the verdict and the command that replays each
+/// failed seed alone. Passes when every seed passes.
+fn run_sweep(args: &SweepArgs) -> Result<bool, Error> {
+    let base = args.run.scenario()?;
+    let jobs = args.jobs.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get()),
+        usize::from,
+    );
+    let jobs = jobs.min(args.seeds.len()).max(1);
+    println!(
+        "mars-sim: sweep of scenario {} — {} nodes, {} seeds, {} at once",
+        base.name,
+        base.nodes,
+        args.seeds.len(),
+        jobs
+    );
+    let started = mars_sim::wall::Stopwatch::start();
+    let total = args.seeds.len();
+    let mut done = 0;
+    let outcomes = sweep::sweep(
+        &args.seeds,
+        jobs,
+        |seed| {
+            Sim::new(Scenario {
+                seed,
+                ..base.clone()
+            })
+            .run()
+        },
+        |outcome| {
+            done += 1;
+            println!("[{done}/{total}] {}", sweep::seed_line(outcome));
+        },
+    );
+    let wall = started.elapsed();
+    let report = SweepReport::new(&base.name, &outcomes, jobs, wall);
+    println!(
+        "sweep: {} seeds, {} passed, {} failed, {} panicked; {:.1} M events in {:.1} s wall",
+        outcomes.len(),
+        outcomes.iter().filter(|o| o.passed()).count(),
+        report.failed_seeds.len(),
+        report.panicked.len(),
+        report.events as f64 / 1e6,
+        wall.as_secs_f64()
+    );
+    let replay: Vec<u64> = outcomes
+        .iter()
+        .filter(|o| !o.passed())
+        .map(|o| o.seed)
+        .collect();
+    if !replay.is_empty() {
+        let argv: Vec<String> = std::env::args().skip(1).collect();
+        println!("replay a failed seed alone:");
+        for seed in replay {
+            println!("  {}", replay_command(&argv, seed));
+        }
+    }
+    if let Some(path) = &args.run.json {
+        report.write_json(path)?;
+        println!("JSON report written to {}", path.display());
     }
     Ok(report.passed)
 }
