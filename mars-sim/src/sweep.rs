@@ -129,6 +129,9 @@ pub fn seed_line(outcome: &SeedOutcome) -> String {
             for p in &r.phases {
                 let success = p.lookups.success * 100.0;
                 let _ = write!(line, "  {} {:.2} %", p.name, success);
+                if let Some(v) = &p.victim_lookups {
+                    let _ = write!(line, " (victims {:.2} %)", v.success * 100.0);
+                }
             }
             for c in r.checks.iter().filter(|c| !c.passed) {
                 let _ = write!(line, "  failed: {} (measured {})", c.check, c.measured);
