@@ -217,6 +217,12 @@ pub struct RunArgs {
     /// Publishers (one descriptor each).
     #[arg(long)]
     pub publishers: Option<usize>,
+    /// Capability paths the publishers publish under, comma-separated; each
+    /// publisher picks one at random (list a path twice to pick it twice as
+    /// often). Default: paths drawn from built-in families such as
+    /// compute/text/gpu (e.g. compute/inference/text-generation,tools/search).
+    #[arg(long, value_parser = parse_path, value_delimiter = ',')]
+    pub paths: Vec<String>,
     /// Lookups over the measured phase.
     #[arg(long)]
     pub lookups: Option<usize>,
@@ -307,6 +313,9 @@ impl RunArgs {
         }
         if let Some(p) = self.publishers {
             sc.publishers = p;
+        }
+        if !self.paths.is_empty() {
+            sc.paths = self.paths.clone();
         }
         if let Some(v) = self.victims {
             sc.victims = v;
@@ -450,6 +459,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         rest = next;
     }
     Ok(total)
+}
+
+/// A capability path (`compute/inference/text-generation`), checked by
+/// [`workload::check_path`](crate::workload::check_path).
+pub fn parse_path(s: &str) -> Result<String, String> {
+    let path = s.trim();
+    crate::workload::check_path(path)?;
+    Ok(path.to_owned())
 }
 
 /// `1%`, `0.5%`, or a plain fraction `0.01`.
@@ -642,6 +659,14 @@ mod tests {
             panic!("not a sweep: {cli:?}");
         };
         assert_eq!(args.seeds, vec![1, 2, 3, 9]);
+        let cli =
+            Cli::try_parse_from(["mars-sim", "run", "--paths", "a/b, c", "--paths", "d"]).unwrap();
+        let Some(Command::Run(run)) = cli.command else {
+            panic!("not a run");
+        };
+        assert_eq!(run.paths, vec!["a/b", "c", "d"]);
+        assert_eq!(run.scenario().unwrap().paths, vec!["a/b", "c", "d"]);
+        assert!(Cli::try_parse_from(["mars-sim", "run", "--paths", "a//b"]).is_err());
         assert_eq!(args.jobs, Some(2));
         assert_eq!(args.run.scenario.as_deref(), Some("churn"));
         let argv: Vec<String> = [

@@ -16,6 +16,9 @@ pub struct Parameters {
     pub publishers: usize,
     /// Victim publishers.
     pub victims: usize,
+    /// Capability paths given to the publishers (empty: the built-in
+    /// generator's).
+    pub paths: Vec<String>,
     /// Descriptor TTL, seconds.
     pub ttl_secs: u32,
     /// Latency model.
@@ -276,6 +279,20 @@ impl Report {
             },
             p.skew_secs
         );
+        if !p.paths.is_empty() {
+            let shown: Vec<&str> = p.paths.iter().take(6).map(String::as_str).collect();
+            let more = p.paths.len().saturating_sub(shown.len());
+            let _ = writeln!(
+                s,
+                "paths: {}{}",
+                shown.join(", "),
+                if more > 0 {
+                    format!(", … ({} in all)", p.paths.len())
+                } else {
+                    String::new()
+                }
+            );
+        }
         for a in &p.adversaries {
             let _ = writeln!(s, "adversaries: {a}");
         }

@@ -154,6 +154,12 @@ pub struct Scenario {
     pub skew: Duration,
     /// Publishers (honest nodes), one descriptor each.
     pub publishers: usize,
+    /// Capability paths the publishers publish under, each picking one at
+    /// random (a path listed twice is picked twice as often). Empty: paths
+    /// drawn from the built-in families, kinds and variants
+    /// ([`workload::random_path`](crate::workload::random_path)). Each must
+    /// pass [`workload::check_path`](crate::workload::check_path).
+    pub paths: Vec<String>,
     /// Publishes are spread over this long.
     pub publish_over: Duration,
     /// Quiet time after the publishes, before the first phase.
@@ -201,6 +207,7 @@ impl Scenario {
             node: NodeKnobs::default(),
             skew: Duration::from_secs(2),
             publishers: 100,
+            paths: Vec::new(),
             publish_over: mins(1),
             publish_settle: mins(1),
             ttl_secs: 3_600,

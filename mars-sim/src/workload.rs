@@ -36,6 +36,40 @@ pub fn random_path(rng: &mut SimRng) -> String {
     }
 }
 
+/// Longest capability path [`check_path`] accepts, in bytes.
+pub const MAX_PATH_LEN: usize = 200;
+
+/// Whether `path` can be published under: 1 to
+/// [`MAX_ROUTING_KEYS`](mars_proto::descriptor_limits::MAX_ROUTING_KEYS)
+/// non-empty levels separated by `/` (one routing key per level), at most
+/// [`MAX_PATH_LEN`] bytes of ASCII letters, digits and `-_.:+@`.
+pub fn check_path(path: &str) -> Result<(), String> {
+    let max_levels = mars_proto::descriptor_limits::MAX_ROUTING_KEYS;
+    if path.len() > MAX_PATH_LEN {
+        return Err(format!("'{path}' is longer than {MAX_PATH_LEN} bytes"));
+    }
+    let levels = path.split('/').count();
+    if levels > max_levels {
+        return Err(format!(
+            "'{path}' has {levels} levels; a descriptor has at most {max_levels} routing keys"
+        ));
+    }
+    if path.split('/').any(str::is_empty) {
+        return Err(format!(
+            "'{path}': empty level (write e.g. compute/inference/text)"
+        ));
+    }
+    if let Some(c) = path
+        .chars()
+        .find(|&c| !(c.is_ascii_alphanumeric() || "-_.:+@/".contains(c)))
+    {
+        return Err(format!(
+            "'{path}': '{c}' is not allowed (letters, digits, -_.:+@ and / between levels)"
+        ));
+    }
+    Ok(())
+}
+
 /// The path of victim number `v`: a leaf no one else publishes under.
 pub fn victim_path(v: usize) -> String {
     format!("finance/payments/victim-{v}")
@@ -149,7 +183,28 @@ mod tests {
             let p = random_path(&mut rng);
             let levels = p.split('/').count();
             assert!((2..=3).contains(&levels), "{p}");
+            assert!(check_path(&p).is_ok(), "{p}");
         }
         assert_eq!(schema::hierarchical_keys(&victim_path(1)).len(), 3);
+        assert!(check_path(&victim_path(1)).is_ok());
+    }
+
+    #[test]
+    fn paths_are_checked_for_levels_and_characters() {
+        assert!(check_path("compute").is_ok());
+        assert!(check_path("compute/inference/text-generation").is_ok());
+        assert!(check_path("a/b/c/d/e/f/g/h").is_ok());
+        assert!(
+            check_path("a/b/c/d/e/f/g/h/i")
+                .unwrap_err()
+                .contains("9 levels")
+        );
+        assert!(check_path("").is_err());
+        assert!(check_path("/compute").is_err());
+        assert!(check_path("compute/").is_err());
+        assert!(check_path("a//b").is_err());
+        assert!(check_path("compute/text gen").unwrap_err().contains("' '"));
+        assert!(check_path("compute/\"x").is_err());
+        assert!(check_path(&"a".repeat(MAX_PATH_LEN + 1)).is_err());
     }
 }

@@ -416,3 +416,57 @@ fn bootstrap_refreshes_is_a_real_knob() {
         all.counters.requests_by_type
     );
 }
+
+#[test]
+fn publishers_publish_under_the_paths_given() {
+    use std::collections::BTreeSet;
+
+    use mars_proto::schema;
+    use mars_proto::wire::Filters;
+
+    let paths = vec![
+        "tools/search/web".to_owned(),
+        "compute/inference".to_owned(),
+    ];
+    let sc = Scenario {
+        paths: paths.clone(),
+        publishers: 6,
+        ..Scenario::tiny(24)
+    };
+    let publishers = sc.publishers;
+    let mut sim = Sim::new(sc);
+    let r = sim.run();
+    assert_eq!(r.parameters.paths, paths);
+    assert_eq!(r.phases[0].lookups.success, 1.0, "{}", r.table());
+    assert!(
+        r.table()
+            .contains("paths: tools/search/web, compute/inference"),
+        "{}",
+        r.table()
+    );
+    assert_ne!(r.trace_hash, Sim::new(Scenario::tiny(24)).run().trace_hash);
+
+    // Every publisher's descriptor is held at one of the given leaves, and
+    // nothing at a key of the built-in generator.
+    let leaves: Vec<_> = paths.iter().map(|p| schema::routing_key(p)).collect();
+    let builtin = schema::routing_key("data");
+    let now = sim.now();
+    let mut seen = BTreeSet::new();
+    for i in 0..sim.node_count() as u32 {
+        let Some(node) = sim.node(i) else { continue };
+        for leaf in &leaves {
+            let scan = node.storage().scan(leaf, &Filters::default(), 100, now);
+            seen.extend(scan.descriptors.iter().map(|d| d.publisher));
+        }
+        let elsewhere = node.storage().scan(&builtin, &Filters::default(), 100, now);
+        assert!(
+            elsewhere.descriptors.is_empty(),
+            "node {i} holds a built-in path"
+        );
+    }
+    assert_eq!(
+        seen.len(),
+        publishers,
+        "every publisher's descriptor is held"
+    );
+}

@@ -157,8 +157,11 @@ impl Sim {
         let victim = (p as usize) < self.sc.victims;
         let path = if victim {
             victim_path(p as usize)
-        } else {
+        } else if self.sc.paths.is_empty() {
             random_path(&mut self.rng_work)
+        } else {
+            let at = self.rng_work.index(self.sc.paths.len());
+            self.sc.paths[at].clone()
         };
         let info = &self.infos[i as usize];
         let pb = Publisher::new(i, info.identity, path, victim, info.addr.address());
@@ -190,8 +193,12 @@ impl Sim {
             .ttl(self.sc.ttl_secs)
             .routing_keys(pb.keys.clone())
             .sign(&sn.keypair);
-        let Ok(d) = built else {
-            return;
+        let d = match built {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(publisher = p, path = %pb.path, "descriptor not built: {e}");
+                return;
+            }
         };
         let Some(node) = self.nodes[i as usize].node.as_mut() else {
             return;

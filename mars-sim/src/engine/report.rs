@@ -31,6 +31,7 @@ impl Sim {
             nodes: sc.nodes,
             publishers: sc.publishers,
             victims: sc.victims,
+            paths: sc.paths.clone(),
             ttl_secs: sc.ttl_secs,
             latency: match sc.network.latency {
                 LatencyModel::Fixed(d) => format!("fixed {} ms", d.as_millis()),
