@@ -223,6 +223,11 @@ pub struct RunArgs {
     /// compute/text/gpu (e.g. compute/inference/text-generation,tools/search).
     #[arg(long, value_parser = parse_path, value_delimiter = ',')]
     pub paths: Vec<String>,
+    /// Share of lookups that look for any provider at a key, as an agent
+    /// does (no publisher filter, 20 answers), reported apart with how
+    /// many of the possible answers came back (e.g. 30%).
+    #[arg(long, value_parser = parse_percent)]
+    pub open_lookups: Option<f64>,
     /// Lookups over the measured phase.
     #[arg(long)]
     pub lookups: Option<usize>,
@@ -316,6 +321,9 @@ impl RunArgs {
         }
         if !self.paths.is_empty() {
             sc.paths = self.paths.clone();
+        }
+        if let Some(o) = self.open_lookups {
+            sc.open_lookups = o;
         }
         if let Some(v) = self.victims {
             sc.victims = v;

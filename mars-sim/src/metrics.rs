@@ -108,6 +108,17 @@ impl LookupMetrics {
     }
 }
 
+/// Which lookups a [`LookupMetrics`] counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookupClass {
+    /// For one regular publisher's descriptor.
+    Regular,
+    /// For one victim publisher's descriptor.
+    Victim,
+    /// For any provider at a key (no publisher filter).
+    Open,
+}
+
 /// Everything measured in one phase.
 #[derive(Debug, Clone, Default)]
 pub struct PhaseMetrics {
@@ -117,12 +128,33 @@ pub struct PhaseMetrics {
     pub regular: LookupMetrics,
     /// Lookups for victim publishers.
     pub victim: LookupMetrics,
+    /// Open lookups (no publisher filter): found = at least one genuine
+    /// descriptor at the key.
+    pub open: LookupMetrics,
+    /// Genuine descriptors each finished open lookup returned.
+    pub open_results: Samples,
+    /// What each could have returned: `max_results`, or fewer when fewer
+    /// publishers had a findable descriptor at the key when it was issued.
+    pub open_expected: Samples,
+    /// Finished open lookups that returned all they could.
+    pub open_complete: u64,
     /// Departures by churn.
     pub departures: u64,
     /// Nodes crashed by the phase's one-shot kill.
     pub killed: u64,
     /// Live nodes when the phase started.
     pub live_at_start: u64,
+}
+
+impl PhaseMetrics {
+    /// The outcomes of one class of lookups.
+    pub fn class(&mut self, class: LookupClass) -> &mut LookupMetrics {
+        match class {
+            LookupClass::Regular => &mut self.regular,
+            LookupClass::Victim => &mut self.victim,
+            LookupClass::Open => &mut self.open,
+        }
+    }
 }
 
 /// One count of replicas.

@@ -19,6 +19,8 @@ pub struct Parameters {
     /// Capability paths given to the publishers (empty: the built-in
     /// generator's).
     pub paths: Vec<String>,
+    /// Share of the lookups that are open (no publisher filter).
+    pub open_lookups: f64,
     /// Descriptor TTL, seconds.
     pub ttl_secs: u32,
     /// Latency model.
@@ -145,6 +147,26 @@ pub struct PhaseReport {
     pub lookups: LookupReport,
     /// Lookups of victim publishers (when the scenario has victims).
     pub victim_lookups: Option<LookupReport>,
+    /// Open lookups, for any provider at a key (when the scenario has them).
+    pub open_lookups: Option<OpenLookupReport>,
+}
+
+/// Open lookups of one phase: discovers with no publisher filter, as an
+/// agent looking for any provider of a capability makes them. Success is
+/// at least one genuine descriptor at the key; completeness compares what
+/// came back with what could have (`max_results`, or every publisher
+/// findable at the key if fewer).
+#[derive(Debug, Clone, Serialize)]
+pub struct OpenLookupReport {
+    /// Outcomes, latencies and RPCs, as for the other lookups (no hops:
+    /// no one descriptor is looked for).
+    pub lookups: LookupReport,
+    /// Mean genuine descriptors returned by a finished open lookup.
+    pub results_mean: f64,
+    /// Mean of what each could have returned.
+    pub expected_mean: f64,
+    /// Share of finished open lookups that returned all they could.
+    pub complete: f64,
 }
 
 /// One assertion and how it went.
@@ -323,6 +345,9 @@ impl Report {
             if let Some(v) = &ph.victim_lookups {
                 rows.push((format!("{} (victims)", ph.name), v));
             }
+            if let Some(o) = &ph.open_lookups {
+                rows.push((format!("{} (open)", ph.name), &o.lookups));
+            }
             for (name, l) in rows {
                 let _ = writeln!(
                     s,
@@ -355,6 +380,14 @@ impl Report {
                 notes.push(format!(
                     "{} aborted, {} unfinished, {} stale",
                     l.aborted, l.unfinished, l.stale
+                ));
+            }
+            if let Some(o) = &ph.open_lookups {
+                notes.push(format!(
+                    "open lookups: {:.1} of {:.1} possible descriptors back on average, all of them in {}",
+                    o.results_mean,
+                    o.expected_mean,
+                    pct(o.complete)
                 ));
             }
             if !notes.is_empty() {

@@ -160,6 +160,12 @@ pub struct Scenario {
     /// ([`workload::random_path`](crate::workload::random_path)). Each must
     /// pass [`workload::check_path`](crate::workload::check_path).
     pub paths: Vec<String>,
+    /// Share (0–1) of the non-victim lookups that discover a key the way
+    /// an agent looking for any provider does: no publisher filter,
+    /// `max_results` answers. They are reported apart (see
+    /// [`OpenLookupReport`](crate::report::OpenLookupReport)). 0: every
+    /// lookup looks for one publisher's descriptor.
+    pub open_lookups: f64,
     /// Publishes are spread over this long.
     pub publish_over: Duration,
     /// Quiet time after the publishes, before the first phase.
@@ -208,6 +214,7 @@ impl Scenario {
             skew: Duration::from_secs(2),
             publishers: 100,
             paths: Vec::new(),
+            open_lookups: 0.0,
             publish_over: mins(1),
             publish_settle: mins(1),
             ttl_secs: 3_600,

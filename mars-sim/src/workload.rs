@@ -13,6 +13,7 @@
 
 use mars_proto::{Hash, Identity, Timestamp, schema};
 
+use crate::metrics::LookupClass;
 use crate::rng::SimRng;
 
 /// Top-level capability families.
@@ -164,12 +165,30 @@ pub struct LookupRec {
     pub exact: bool,
     /// Whether the publisher is a victim.
     pub victim: bool,
+    /// An open lookup: no publisher filter; `publisher` only chose the key.
+    pub open: bool,
+    /// For an open lookup, the genuine descriptors it could return:
+    /// `max_results`, or the publishers findable at the key if fewer.
+    pub expected: u16,
     /// When it was issued.
     pub issued: Timestamp,
     /// The latest sequence the publisher had published when it was issued.
     pub expect_seq: u64,
     /// What became of it.
     pub outcome: LookupOutcome,
+}
+
+impl LookupRec {
+    /// Which lookups it is counted with.
+    pub fn class(&self) -> LookupClass {
+        if self.open {
+            LookupClass::Open
+        } else if self.victim {
+            LookupClass::Victim
+        } else {
+            LookupClass::Regular
+        }
+    }
 }
 
 #[cfg(test)]

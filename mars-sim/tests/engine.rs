@@ -470,3 +470,38 @@ fn publishers_publish_under_the_paths_given() {
         "every publisher's descriptor is held"
     );
 }
+
+#[test]
+fn open_lookups_find_any_provider_and_say_how_many_came_back() {
+    // Every publisher under one of two paths, so a key has several
+    // providers and an open lookup can return more than one.
+    let sc = Scenario {
+        paths: vec!["compute/inference".to_owned(), "compute/vision".to_owned()],
+        publishers: 8,
+        open_lookups: 0.5,
+        ..Scenario::tiny(30)
+    };
+    let r = Sim::new(sc).run();
+    let phase = &r.phases[0];
+    let open = phase.open_lookups.as_ref().expect("open lookups reported");
+    assert!(open.lookups.issued >= 5, "{open:?}");
+    assert!(
+        phase.lookups.issued >= 5,
+        "filtered lookups go on: {phase:?}"
+    );
+    assert_eq!(open.lookups.success, 1.0, "{}", r.table());
+    // At `compute` all 8 publishers are providers; at a leaf about half.
+    assert!(open.expected_mean > 1.5, "{open:?}");
+    assert_eq!(open.complete, 1.0, "{}", r.table());
+    assert!(
+        (open.results_mean - open.expected_mean).abs() < 1e-9,
+        "{open:?}"
+    );
+    assert!(r.table().contains("(open)"), "{}", r.table());
+    assert_eq!(r.parameters.open_lookups, 0.5);
+    assert_eq!(r.counters.forged_accepted_in_results, 0);
+
+    // Without the share, nothing is drawn for them and none is reported.
+    let plain = Sim::new(Scenario::tiny(30)).run();
+    assert!(plain.phases[0].open_lookups.is_none());
+}

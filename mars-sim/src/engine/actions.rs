@@ -11,7 +11,7 @@ use mars_proto::{DescriptorBuilder, Timestamp, schema};
 
 use super::{Action, Ev, Sim, Status, Tag};
 use crate::churn::Return;
-use crate::metrics::{LookupMetrics, ReplicaSample, Samples};
+use crate::metrics::{LookupClass, LookupMetrics, ReplicaSample, Samples};
 use crate::workload::{LookupOutcome, LookupRec, Publisher, random_path, victim_path};
 
 /// A lookup is only aimed at a descriptor that stays valid this long.
@@ -64,13 +64,8 @@ impl Sim {
     }
 
     /// The metrics a lookup of `phase` counts in.
-    pub(super) fn phase_metrics(&mut self, phase: u16, victim: bool) -> &mut LookupMetrics {
-        let p = &mut self.phases[phase as usize];
-        if victim {
-            &mut p.victim
-        } else {
-            &mut p.regular
-        }
+    pub(super) fn phase_metrics(&mut self, phase: u16, class: LookupClass) -> &mut LookupMetrics {
+        self.phases[phase as usize].class(class)
     }
 
     fn start_phase(&mut self, k: u16) {
@@ -256,9 +251,24 @@ impl Sim {
         let levels = pb.keys.len();
         let level = 1 + self.rng_work.index(levels);
         let key = pb.keys[level - 1];
-        let filters = Filters {
-            publisher: Some(pb.identity),
-            ..Filters::default()
+        let max = self.sc.max_results;
+        // Drawn only when asked for, so runs without open lookups keep
+        // their traces.
+        let open =
+            !pb.victim && self.sc.open_lookups > 0.0 && self.rng_work.chance(self.sc.open_lookups);
+        let (filters, expected) = if open {
+            let providers = self
+                .publishers
+                .iter()
+                .filter(|o| o.keys.contains(&key) && o.findable(now, FINDABLE_MARGIN))
+                .count();
+            (None, providers.min(usize::from(max)) as u16)
+        } else {
+            let filters = Filters {
+                publisher: Some(pb.identity),
+                ..Filters::default()
+            };
+            (Some(filters), 1)
         };
         let rec = LookupRec {
             phase,
@@ -267,24 +277,27 @@ impl Sim {
             level: level as u8,
             exact: level == levels,
             victim: pb.victim,
+            open,
+            expected,
             issued: now,
             expect_seq: pb.seq,
             outcome: LookupOutcome::Pending,
         };
         let local = self.local_now(q);
-        let max = self.sc.max_results;
         let Some(node) = self.nodes[q as usize].node.as_mut() else {
             return;
         };
-        match node.discover(local, key, Some(filters), max) {
+        match node.discover(local, key, filters, max) {
             Ok(qid) => {
                 let l = self.lookups.len() as u32;
-                let publisher = self.publishers[p as usize].identity;
-                self.hop_watches
-                    .entry(q)
-                    .or_default()
-                    .push(super::hops::HopWatch::new(l, key, publisher));
-                let m = self.phase_metrics(phase, rec.victim);
+                if !open {
+                    let publisher = self.publishers[p as usize].identity;
+                    self.hop_watches
+                        .entry(q)
+                        .or_default()
+                        .push(super::hops::HopWatch::new(l, key, publisher));
+                }
+                let m = self.phase_metrics(phase, rec.class());
                 m.issued += 1;
                 self.lookups.push(rec);
                 self.track(q, qid, Tag::Lookup(l));
@@ -324,6 +337,10 @@ impl Sim {
     fn lookup_done(&mut self, l: u32, result: QueryResult, stats: LookupStats) {
         let now = self.now;
         let rec = self.lookups[l as usize].clone();
+        if rec.open {
+            self.open_lookup_done(l, &rec, &result, stats);
+            return;
+        }
         let hops = self.unwatch(rec.querier, l);
         let pb = &self.publishers[rec.publisher as usize];
         let (mut found, mut stale, mut forged) = (false, false, 0);
@@ -351,7 +368,7 @@ impl Sim {
         } else {
             LookupOutcome::NotFound
         };
-        let m = self.phase_metrics(rec.phase, rec.victim);
+        let m = self.phase_metrics(rec.phase, rec.class());
         let class = if rec.exact {
             &mut m.exact
         } else {
@@ -374,6 +391,72 @@ impl Sim {
         m.rpc_failures.push(u64::from(stats.failures));
         m.latency_us
             .push(now.duration_since(rec.issued).as_micros() as u64);
+    }
+
+    /// An open lookup ended: it succeeds with at least one genuine
+    /// descriptor at its key (any publisher's), and is complete with as
+    /// many as it could have had.
+    fn open_lookup_done(
+        &mut self,
+        l: u32,
+        rec: &LookupRec,
+        result: &QueryResult,
+        stats: LookupStats,
+    ) {
+        let key = self.publishers[rec.publisher as usize].keys[usize::from(rec.level) - 1];
+        let (mut genuine, mut forged) = (0u64, 0u64);
+        if let QueryResult::Discover {
+            descriptors,
+            rejected,
+        } = result
+        {
+            self.counters.rejected_in_lookups += *rejected as u64;
+            for d in descriptors {
+                let Some(&p) = self.by_identity.get(&d.publisher) else {
+                    continue;
+                };
+                let pb = &self.publishers[p as usize];
+                if !d.routing_keys.contains(&key) {
+                    continue;
+                }
+                if d.topic == pb.topic && d.payload == pb.payload && d.routing_keys == pb.keys {
+                    genuine += 1;
+                } else {
+                    forged += 1;
+                }
+            }
+        }
+        self.counters.forged_accepted_in_results += forged;
+        let found = genuine > 0;
+        self.lookups[l as usize].outcome = if found {
+            LookupOutcome::Found
+        } else {
+            LookupOutcome::NotFound
+        };
+        let ph = &mut self.phases[rec.phase as usize];
+        ph.open_results.push(genuine);
+        ph.open_expected.push(u64::from(rec.expected));
+        if genuine >= u64::from(rec.expected) {
+            ph.open_complete += 1;
+        }
+        let m = &mut ph.open;
+        let class = if rec.exact {
+            &mut m.exact
+        } else {
+            &mut m.prefix
+        };
+        class.0 += 1;
+        if found {
+            class.1 += 1;
+            m.found += 1;
+            m.rounds.push(u64::from(stats.rounds));
+        } else {
+            m.not_found += 1;
+        }
+        m.rpcs.push(u64::from(stats.rpcs));
+        m.rpc_failures.push(u64::from(stats.failures));
+        m.latency_us
+            .push(self.now.duration_since(rec.issued).as_micros() as u64);
     }
 
     // --------------------------------------------------------------- replicas

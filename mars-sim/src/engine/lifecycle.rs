@@ -242,8 +242,8 @@ impl Sim {
                 Some(Tag::Lookup(l)) => {
                     let rec = &mut self.lookups[l as usize];
                     rec.outcome = LookupOutcome::Aborted;
-                    let (phase, victim) = (rec.phase, rec.victim);
-                    self.phase_metrics(phase, victim).aborted += 1;
+                    let (phase, class) = (rec.phase, rec.class());
+                    self.phase_metrics(phase, class).aborted += 1;
                 }
                 Some(Tag::Publish(p)) => self.publishers[p as usize].in_flight = false,
                 _ => {}

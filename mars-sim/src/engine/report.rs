@@ -7,7 +7,8 @@ use super::Sim;
 use crate::metrics::Samples;
 use crate::network::{LatencyModel, REGIONS, Side};
 use crate::report::{
-    CheckResult, LookupReport, Parameters, Performance, PhaseReport, Report, Traffic,
+    CheckResult, LookupReport, OpenLookupReport, Parameters, Performance, PhaseReport, Report,
+    Traffic,
 };
 use crate::scenario::Check;
 use crate::wall::peak_rss_bytes;
@@ -32,6 +33,7 @@ impl Sim {
             publishers: sc.publishers,
             victims: sc.victims,
             paths: sc.paths.clone(),
+            open_lookups: sc.open_lookups,
             ttl_secs: sc.ttl_secs,
             latency: match sc.network.latency {
                 LatencyModel::Fixed(d) => format!("fixed {} ms", d.as_millis()),
@@ -134,13 +136,9 @@ impl Sim {
         // Lookups still running count as failures.
         for rec in &self.lookups {
             if rec.outcome == LookupOutcome::Pending {
-                let p = &mut self.phases[rec.phase as usize];
-                let m = if rec.victim {
-                    &mut p.victim
-                } else {
-                    &mut p.regular
-                };
-                m.unfinished += 1;
+                self.phases[rec.phase as usize]
+                    .class(rec.class())
+                    .unfinished += 1;
             }
         }
         let mut refused = 0;
@@ -161,6 +159,7 @@ impl Sim {
             self.counters.node_id_cache = cache.stats();
         }
         let has_victims = self.sc.victims > 0;
+        let has_open = self.sc.open_lookups > 0.0;
         let phases: Vec<PhaseReport> = self
             .phases
             .iter_mut()
@@ -171,6 +170,16 @@ impl Sim {
                 departures: p.departures,
                 lookups: LookupReport::from_metrics(&mut p.regular),
                 victim_lookups: has_victims.then(|| LookupReport::from_metrics(&mut p.victim)),
+                open_lookups: has_open.then(|| OpenLookupReport {
+                    lookups: LookupReport::from_metrics(&mut p.open),
+                    results_mean: p.open_results.mean(),
+                    expected_mean: p.open_expected.mean(),
+                    complete: if p.open_results.is_empty() {
+                        1.0
+                    } else {
+                        p.open_complete as f64 / p.open_results.len() as f64
+                    },
+                }),
             })
             .collect();
         let checks: Vec<CheckResult> = self
