@@ -132,6 +132,10 @@ pub fn seed_line(outcome: &SeedOutcome) -> String {
                 if let Some(v) = &p.victim_lookups {
                     let _ = write!(line, " (victims {:.2} %)", v.success * 100.0);
                 }
+                if let Some(o) = &p.open_lookups {
+                    let (found, complete) = (o.lookups.success * 100.0, o.complete * 100.0);
+                    let _ = write!(line, " (open {found:.2} %, complete {complete:.2} %)");
+                }
             }
             for c in r.checks.iter().filter(|c| !c.passed) {
                 let _ = write!(line, "  failed: {} (measured {})", c.check, c.measured);
