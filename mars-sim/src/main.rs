@@ -15,6 +15,45 @@ use mars_sim::fullstack::FullStack;
 use mars_sim::sweep::{self, SweepReport};
 use mars_sim::{Error, Scenario, Sim};
 
+/// `print!` that ends the process quietly when stdout is a closed pipe
+/// (`mars-sim … | head`) instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        write_stdout(format_args!($($arg)*), false)
+    };
+}
+
+/// `println!`, with [`out!`]'s handling of a closed pipe.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        write_stdout(format_args!($($arg)*), true)
+    };
+}
+
+fn write_stdout(args: std::fmt::Arguments<'_>, newline: bool) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    let written = stdout
+        .write_fmt(args)
+        .and_then(|()| {
+            if newline {
+                stdout.write_all(b"\n")
+            } else {
+                Ok(())
+            }
+        })
+        .and_then(|()| stdout.flush());
+    match written {
+        Ok(()) => {}
+        // Whoever read the output has what it wanted.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => {
+            eprintln!("mars-sim: cannot write to stdout: {e}");
+            std::process::exit(2);
+        }
+    }
+}
+
 fn main() -> ExitCode {
     if let Some(code) = rerun_with_huge_pages() {
         return code;
@@ -29,7 +68,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Scenarios) => {
-            print!("{}", describe_scenarios());
+            out!("{}", describe_scenarios());
             return ExitCode::SUCCESS;
         }
         Some(Command::Run(args)) => *args,
@@ -164,14 +203,14 @@ fn huge_pages_active() -> bool {
 fn run_quic(args: &QuicArgs) -> Result<bool, Error> {
     let sim = FullStack::new(args.config())?;
     let report = sim.run();
-    print!("{}", report.table());
+    out!("{}", report.table());
     if let Some(path) = &args.json {
         report.write_json(path)?;
-        println!("JSON report written to {}", path.display());
+        outln!("JSON report written to {}", path.display());
     }
     let min = args.min_success();
     if report.success < min {
-        println!(
+        outln!(
             "mars-sim: lookup success {:.2} % is below --min-success {:.2} %",
             report.success * 100.0,
             min * 100.0
@@ -183,7 +222,7 @@ fn run_quic(args: &QuicArgs) -> Result<bool, Error> {
 
 fn run(args: &RunArgs) -> Result<bool, Error> {
     let scenario = args.scenario()?;
-    println!(
+    outln!(
         "mars-sim: scenario {} — {} nodes, seed {}, {:.0} min of virtual time",
         scenario.name,
         scenario.nodes,
@@ -213,13 +252,13 @@ fn run(args: &RunArgs) -> Result<bool, Error> {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    print!("{}", report.table());
+    out!("{}", report.table());
     if let Some(path) = &args.json {
         report.write_json(path)?;
-        println!("JSON report written to {}", path.display());
+        outln!("JSON report written to {}", path.display());
     }
     if !report.passed {
-        println!(
+        outln!(
             "mars-sim: {} check(s) failed",
             report.checks.iter().filter(|c| !c.passed).count()
         );
@@ -237,7 +276,7 @@ fn run_sweep(args: &SweepArgs) -> Result<bool, Error> {
         usize::from,
     );
     let jobs = jobs.min(args.seeds.len()).max(1);
-    println!(
+    outln!(
         "mars-sim: sweep of scenario {} — {} nodes, {} seeds, {} at once",
         base.name,
         base.nodes,
@@ -259,12 +298,12 @@ fn run_sweep(args: &SweepArgs) -> Result<bool, Error> {
         },
         |outcome| {
             done += 1;
-            println!("[{done}/{total}] {}", sweep::seed_line(outcome));
+            outln!("[{done}/{total}] {}", sweep::seed_line(outcome));
         },
     );
     let wall = started.elapsed();
     let report = SweepReport::new(&base.name, &outcomes, jobs, wall);
-    println!(
+    outln!(
         "sweep: {} seeds, {} passed, {} failed, {} panicked; {:.1} M events in {:.1} s wall",
         outcomes.len(),
         outcomes.iter().filter(|o| o.passed()).count(),
@@ -280,14 +319,14 @@ fn run_sweep(args: &SweepArgs) -> Result<bool, Error> {
         .collect();
     if !replay.is_empty() {
         let argv: Vec<String> = std::env::args().skip(1).collect();
-        println!("replay a failed seed alone:");
+        outln!("replay a failed seed alone:");
         for seed in replay {
-            println!("  {}", replay_command(&argv, seed));
+            outln!("  {}", replay_command(&argv, seed));
         }
     }
     if let Some(path) = &args.run.json {
         report.write_json(path)?;
-        println!("JSON report written to {}", path.display());
+        outln!("JSON report written to {}", path.display());
     }
     Ok(report.passed)
 }
