@@ -649,35 +649,7 @@ mod tests {
 
     #[test]
     fn a_sweep_parses_and_replays_one_seed_alone() {
-        let cli = Cli::try_parse_from([
-            "mars-sim",
-            "sweep",
-            "--scenario",
-            "churn",
-            "--seeds",
-            "1-3,9",
-            "--jobs",
-            "2",
-            "--loss",
-            "1%",
-            "--json=sweep.json",
-        ])
-        .unwrap();
-        let Some(Command::Sweep(args)) = cli.command else {
-            panic!("not a sweep: {cli:?}");
-        };
-        assert_eq!(args.seeds, vec![1, 2, 3, 9]);
-        let cli =
-            Cli::try_parse_from(["mars-sim", "run", "--paths", "a/b, c", "--paths", "d"]).unwrap();
-        let Some(Command::Run(run)) = cli.command else {
-            panic!("not a run");
-        };
-        assert_eq!(run.paths, vec!["a/b", "c", "d"]);
-        assert_eq!(run.scenario().unwrap().paths, vec!["a/b", "c", "d"]);
-        assert!(Cli::try_parse_from(["mars-sim", "run", "--paths", "a//b"]).is_err());
-        assert_eq!(args.jobs, Some(2));
-        assert_eq!(args.run.scenario.as_deref(), Some("churn"));
-        let argv: Vec<String> = [
+        let argv = [
             "sweep",
             "--scenario",
             "churn",
@@ -691,23 +663,47 @@ mod tests {
             "--partition",
             "10m+5m:region=ap-tokyo",
             "--adversaries",
-            "20% eclipse",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+            "20%:eclipse,5%:forge",
+        ];
+        let cli = Cli::try_parse_from(std::iter::once("mars-sim").chain(argv)).unwrap();
+        let Some(Command::Sweep(args)) = cli.command else {
+            panic!("not a sweep: {cli:?}");
+        };
+        assert_eq!(args.seeds, vec![1, 2, 3, 9]);
+        assert_eq!(args.jobs, Some(2));
+        assert_eq!(args.run.scenario.as_deref(), Some("churn"));
+        let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
         assert_eq!(
             replay_command(&argv, 3),
             "mars-sim run --scenario churn --loss 1% --partition 10m+5m:region=ap-tokyo \
-             --adversaries '20% eclipse' --seed 3"
+             --adversaries 20%:eclipse,5%:forge --seed 3"
+        );
+        // Words a shell would split are quoted.
+        let spaced = ["sweep".to_owned(), "--paths".to_owned(), "a b".to_owned()];
+        assert_eq!(
+            replay_command(&spaced, 1),
+            "mars-sim run --paths 'a b' --seed 1"
         );
         // A seed of its own conflicts with the sweep's seeds; no seeds at all
-        // is refused too.
-        assert!(
-            Cli::try_parse_from(["mars-sim", "sweep", "--seeds", "1-2", "--seed", "4"]).is_err()
-        );
-        assert!(Cli::try_parse_from(["mars-sim", "sweep"]).is_err());
-        assert!(Cli::try_parse_from(["mars-sim", "sweep", "--seeds", "1", "--jobs", "0"]).is_err());
+        // is refused too, and so are zero jobs.
+        let sweep = |args: &[&str]| Cli::try_parse_from(["mars-sim", "sweep"].iter().chain(args));
+        assert!(sweep(&["--seeds", "1-2", "--seed", "4"]).is_err());
+        assert!(sweep(&[]).is_err());
+        assert!(sweep(&["--seeds", "1", "--jobs", "0"]).is_err());
+    }
+
+    #[test]
+    fn paths_are_given_comma_separated_or_repeated_and_checked() {
+        let cli =
+            Cli::try_parse_from(["mars-sim", "run", "--paths", "a/b, c", "--paths", "d"]).unwrap();
+        let Some(Command::Run(run)) = cli.command else {
+            panic!("not a run");
+        };
+        assert_eq!(run.paths, vec!["a/b", "c", "d"]);
+        assert_eq!(run.scenario().unwrap().paths, vec!["a/b", "c", "d"]);
+        assert!(Cli::try_parse_from(["mars-sim", "run", "--paths", "a//b"]).is_err());
+        let open = Cli::try_parse_from(["mars-sim", "--open-lookups", "30%"]).unwrap();
+        assert_eq!(open.run.scenario().unwrap().open_lookups, 0.3);
     }
 
     #[test]

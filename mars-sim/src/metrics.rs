@@ -1,6 +1,7 @@
 //! What a run measures: per-phase lookup outcomes, and counters of the
 //! network, churn, publishing, validation and the engine itself.
 
+use mars_proto::LookupStats;
 use serde::Serialize;
 
 /// A bag of samples with order statistics (sorted on demand).
@@ -97,6 +98,28 @@ pub struct LookupMetrics {
 }
 
 impl LookupMetrics {
+    /// Counts one finished lookup: at the leaf key (`exact`) or a prefix,
+    /// whether it found what it looked for, its node-side stats and its
+    /// latency in microseconds of virtual time.
+    pub fn record(&mut self, exact: bool, found: bool, stats: &LookupStats, latency_us: u64) {
+        let class = if exact {
+            &mut self.exact
+        } else {
+            &mut self.prefix
+        };
+        class.0 += 1;
+        if found {
+            class.1 += 1;
+            self.found += 1;
+            self.rounds.push(u64::from(stats.rounds));
+        } else {
+            self.not_found += 1;
+        }
+        self.rpcs.push(u64::from(stats.rpcs));
+        self.rpc_failures.push(u64::from(stats.failures));
+        self.latency_us.push(latency_us);
+    }
+
     /// Found ÷ (found + not found + unfinished); 1 when nothing counted.
     pub fn success(&self) -> f64 {
         let n = self.found + self.not_found + self.unfinished;

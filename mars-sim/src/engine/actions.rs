@@ -368,29 +368,16 @@ impl Sim {
         } else {
             LookupOutcome::NotFound
         };
+        let latency_us = now.duration_since(rec.issued).as_micros() as u64;
         let m = self.phase_metrics(rec.phase, rec.class());
-        let class = if rec.exact {
-            &mut m.exact
-        } else {
-            &mut m.prefix
-        };
-        class.0 += 1;
+        m.record(rec.exact, found, &stats, latency_us);
         if found {
-            class.1 += 1;
-            m.found += 1;
-            m.rounds.push(u64::from(stats.rounds));
             // Found but never in an answer: the querier held it itself.
             m.find_hops.push(u64::from(hops.unwrap_or(0)));
-        } else {
-            m.not_found += 1;
         }
         if stale {
             m.stale += 1;
         }
-        m.rpcs.push(u64::from(stats.rpcs));
-        m.rpc_failures.push(u64::from(stats.failures));
-        m.latency_us
-            .push(now.duration_since(rec.issued).as_micros() as u64);
     }
 
     /// An open lookup ended: it succeeds with at least one genuine
@@ -439,24 +426,8 @@ impl Sim {
         if genuine >= u64::from(rec.expected) {
             ph.open_complete += 1;
         }
-        let m = &mut ph.open;
-        let class = if rec.exact {
-            &mut m.exact
-        } else {
-            &mut m.prefix
-        };
-        class.0 += 1;
-        if found {
-            class.1 += 1;
-            m.found += 1;
-            m.rounds.push(u64::from(stats.rounds));
-        } else {
-            m.not_found += 1;
-        }
-        m.rpcs.push(u64::from(stats.rpcs));
-        m.rpc_failures.push(u64::from(stats.failures));
-        m.latency_us
-            .push(self.now.duration_since(rec.issued).as_micros() as u64);
+        let latency_us = self.now.duration_since(rec.issued).as_micros() as u64;
+        ph.open.record(rec.exact, found, &stats, latency_us);
     }
 
     // --------------------------------------------------------------- replicas
