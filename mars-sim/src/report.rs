@@ -503,10 +503,16 @@ impl Report {
 
     /// Writes the JSON report to `path`.
     pub fn write_json(&self, path: &Path) -> Result<(), crate::Error> {
-        let text = serde_json::to_string_pretty(self)?;
-        std::fs::write(path, text).map_err(|e| crate::Error::Write {
-            path: path.display().to_string(),
-            source: e,
-        })
+        crate::report::write_json(self, path)
     }
+}
+
+/// Writes `value` as pretty JSON to `path`: what every report's
+/// `--json FILE` does.
+pub(crate) fn write_json(value: &impl Serialize, path: &Path) -> Result<(), crate::Error> {
+    let text = serde_json::to_string_pretty(value)?;
+    std::fs::write(path, text).map_err(|e| crate::Error::Write {
+        path: path.display().to_string(),
+        source: e,
+    })
 }

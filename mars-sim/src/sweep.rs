@@ -211,11 +211,7 @@ impl<'a> SweepReport<'a> {
 
     /// Writes the report as pretty JSON to `path`.
     pub fn write_json(&self, path: &Path) -> Result<(), crate::Error> {
-        let text = serde_json::to_string_pretty(self)?;
-        std::fs::write(path, text).map_err(|e| crate::Error::Write {
-            path: path.display().to_string(),
-            source: e,
-        })
+        crate::report::write_json(self, path)
     }
 }
 
